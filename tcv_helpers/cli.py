@@ -1,0 +1,139 @@
+"""The ``tcv`` command: a thin Typer layer over the same functions the notebooks call."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tcv_helpers import doctor as doctor_mod
+from tcv_helpers import runner
+
+app = typer.Typer(
+    help="traffic-cams-cv: run the course's notebooks, check your set-up.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+notebooks_app = typer.Typer(help="Check course notebooks against the rules (for contributors).")
+app.add_typer(notebooks_app, name="notebooks")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"tcv: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def doctor(
+    workdir: Annotated[Path, typer.Option(help="Workspace the course will write to.")] = Path(
+        "workspace"
+    ),
+    profile: Annotated[
+        str, typer.Option(help="Profile to check for (smoke, workshop, full, auto).")
+    ] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+) -> None:
+    """Where the course runs, GPU/CUDA, versions, disk and memory, with fixes for what is wrong."""
+    try:
+        checks = doctor_mod.run_checks(workdir, profile)
+    except ValueError as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(doctor_mod.checks_as_records(checks), indent=2))
+    else:
+        typer.echo(doctor_mod.format_checks(checks))
+    if any(c.status == doctor_mod.FAIL for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    profile: Annotated[
+        str | None, typer.Option(help="smoke, workshop, full or auto (default: auto).")
+    ] = None,
+    only: Annotated[str | None, typer.Option(help="Notebooks to run, e.g. 02,05-06.")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("-p", "--param", help="KEY=VALUE passed to the notebooks that declare KEY."),
+    ] = None,
+    params: Annotated[
+        Path | None, typer.Option(help="A parameter file (a run's params.yaml) to reproduce.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for runs/<run-id>/.")] = Path("runs"),
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue a run folder: skip the notebooks that succeeded.")
+    ] = None,
+    notebooks: Annotated[
+        Path | None, typer.Option(help="Notebook folder (default: ./notebooks or the course's).")
+    ] = None,
+    cell_timeout: Annotated[
+        int | None, typer.Option(help="Seconds one cell may run before the run fails.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Execute the notebooks in order with papermill into runs/<run-id>/."""
+    if resume and (profile or only or param or params):
+        _fail("--resume reuses the run's own profile and parameters; give no other options.")
+    try:
+        settings = runner.load_params_file(params) if params else {}
+        parameters = dict(settings.get("parameters") or {})
+        for item in param or []:
+            key, value = runner.parse_parameter(item)
+            parameters[key] = value
+        folder = notebooks or (Path("notebooks") if resume else runner.default_notebooks_dir())
+        result = runner.run_notebooks(
+            folder,
+            out=out,
+            profile=profile or settings.get("profile") or "auto",
+            only=only or settings.get("only"),
+            parameters=parameters,
+            resume=resume,
+            progress=progress and sys.stderr.isatty(),
+            cell_timeout=cell_timeout,
+            on_event=lambda line: typer.echo(line, err=True),
+        )
+    except (runner.RunError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(runner.main_message(result))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@notebooks_app.command("check")
+def notebooks_check(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Notebooks (default: notebooks/*.ipynb).")
+    ] = None,
+) -> None:
+    """Check notebooks against the course rules; exit 1 naming each problem."""
+    from tcv_helpers import nbcheck
+
+    files = paths or sorted(runner.default_notebooks_dir().glob("*.ipynb"))
+    bad = 0
+    for file in files:
+        problems = nbcheck.check_notebook(file)
+        for problem in problems:
+            typer.echo(f"{file}: {problem}")
+        bad += bool(problems)
+    typer.echo(f"{len(files) - bad} of {len(files)} notebooks follow the rules.")
+    if bad:
+        raise typer.Exit(1)
+
+
+@notebooks_app.command("sync")
+def notebooks_sync(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Notebooks (default: notebooks/*.ipynb).")
+    ] = None,
+) -> None:
+    """Rewrite Colab badges and set-up cells from pyproject.toml's repository URL and version."""
+    from tcv_helpers import nbcheck
+
+    files = paths or sorted(runner.default_notebooks_dir().glob("*.ipynb"))
+    for file in files:
+        if nbcheck.sync_notebook(file):
+            typer.echo(f"updated {file}")

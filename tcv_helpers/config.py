@@ -1,0 +1,260 @@
+"""Profiles, the workspace layout and the configuration object every notebook builds.
+
+The three profiles of the course (``smoke``, ``workshop``, ``full``) are defined here and only
+here: notebooks, ``tcv run`` and the tests all read :data:`PROFILES`.
+
+A notebook's ``parameters`` cell holds literals only (papermill overrides them); the cell after
+it turns them into a :class:`Config`::
+
+    cfg = tcv.config.load_config(PROFILE, WORKDIR)
+    cfg.profile.epochs, cfg.workspace.models
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from tcv_helpers.env import gpu_available
+from tcv_helpers.io import atomic_write_text
+
+PROFILE_ENV = "TCV_PROFILE"
+SAMPLE_DATA_ENV = "TCV_SAMPLE_DATA"
+DEFAULT_WORKDIR = "workspace"
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big every stage of the course runs.
+
+    Attributes:
+        name: ``smoke``, ``workshop`` or ``full``.
+        description: One sentence for people choosing a profile.
+        device: ``"cpu"`` or ``"auto"`` (the first GPU when there is one).
+        imgsz: Training and inference image size in pixels (square letterbox).
+        epochs: Training epochs.
+        batch: Training batch size.
+        patience: Early-stopping patience in epochs.
+        synth_images: Frames of the embedded synthetic dataset to generate.
+        synth_cameras: Distinct synthetic cameras (split by camera, so at least 3).
+        model: Ultralytics model configuration trained by default.
+        course_minutes: Target wall-clock minutes for the whole course in this profile.
+    """
+
+    name: str
+    description: str
+    device: str
+    imgsz: int
+    epochs: int
+    batch: int
+    patience: int
+    synth_images: int
+    synth_cameras: int
+    model: str
+    course_minutes: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the profile as a plain dictionary (for tables and YAML)."""
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        description="CPU, minutes for the whole course; tiny images and few epochs (what CI runs).",
+        device="cpu",
+        imgsz=160,
+        epochs=3,
+        batch=16,
+        patience=3,
+        synth_images=240,
+        synth_cameras=6,
+        model="yolo11n.yaml",
+        course_minutes=10,
+    ),
+    "workshop": Profile(
+        name="workshop",
+        description="One free Colab GPU within a 2-3 hour workshop; real data.",
+        device="auto",
+        imgsz=640,
+        epochs=30,
+        batch=16,
+        patience=10,
+        synth_images=2000,
+        synth_cameras=12,
+        model="yolo11n.pt",
+        course_minutes=150,
+    ),
+    "full": Profile(
+        name="full",
+        description="A real GPU node: larger models, longer training, sweeps.",
+        device="auto",
+        imgsz=640,
+        epochs=150,
+        batch=32,
+        patience=30,
+        synth_images=10000,
+        synth_cameras=24,
+        model="yolo11s.pt",
+        course_minutes=600,
+    ),
+}
+
+
+def resolve_profile(name: str = AUTO) -> Profile:
+    """Turns a profile name, or ``"auto"``, into a :class:`Profile`.
+
+    ``"auto"`` means: the ``TCV_PROFILE`` environment variable if it is set, else ``workshop``
+    when a GPU is available and ``smoke`` without one.
+
+    Args:
+        name: ``"smoke"``, ``"workshop"``, ``"full"`` or ``"auto"`` (case-insensitive).
+
+    Returns:
+        The profile.
+
+    Raises:
+        ValueError: If the name (or the value of ``TCV_PROFILE``) is not a known profile.
+    """
+    key = str(name).strip().lower()
+    source = "PROFILE"
+    if key == AUTO:
+        env = os.environ.get(PROFILE_ENV, "").strip().lower()
+        if env:
+            key, source = env, f"the environment variable {PROFILE_ENV}"
+        else:
+            key = "workshop" if gpu_available() else "smoke"
+    if key not in PROFILES:
+        known = ", ".join([*PROFILES, AUTO])
+        raise ValueError(f"Unknown profile {name!r} (from {source}); choose one of: {known}.")
+    return PROFILES[key]
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where everything a notebook produces goes, and how notebooks hand artifacts on.
+
+    Layout::
+
+        WORKDIR/
+          project.yaml   problem definition and success criteria (notebook 01)
+          data/          datasets
+          models/        weights and exported models
+          reports/       evaluation reports, plots, benchmark tables
+
+    Attributes:
+        root: The workspace folder.
+    """
+
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        """Datasets folder."""
+        return self.root / "data"
+
+    @property
+    def models(self) -> Path:
+        """Weights and exported models."""
+        return self.root / "models"
+
+    @property
+    def reports(self) -> Path:
+        """Reports, plots and tables."""
+        return self.root / "reports"
+
+    @property
+    def project_file(self) -> Path:
+        """The problem definition written by notebook 01."""
+        return self.root / "project.yaml"
+
+    def create(self) -> Workspace:
+        """Creates the folders (idempotent) and returns the workspace."""
+        for folder in (self.data, self.models, self.reports):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a notebook needs to know about the run it is part of.
+
+    Attributes:
+        profile: The resolved profile.
+        workspace: The workspace (already created on disk).
+        sample_data: The real sample data folder when ``TCV_SAMPLE_DATA`` points at one, else None.
+        params: The notebook's other parameters, as given.
+    """
+
+    profile: Profile
+    workspace: Workspace
+    sample_data: Path | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """One line for the notebook to show: profile, workspace, sample data."""
+        sample = str(self.sample_data) if self.sample_data else "not set (embedded data only)"
+        return (
+            f"profile={self.profile.name} (imgsz={self.profile.imgsz}, "
+            f"epochs={self.profile.epochs}, device={self.profile.device}) | "
+            f"workspace={self.workspace.root} | sample data: {sample}"
+        )
+
+
+def sample_data_dir() -> Path | None:
+    """Returns the real sample data folder named by ``TCV_SAMPLE_DATA``, if it exists."""
+    value = os.environ.get(SAMPLE_DATA_ENV, "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    return path.resolve() if path.is_dir() else None
+
+
+def load_config(
+    profile: str = AUTO, workdir: str | os.PathLike = DEFAULT_WORKDIR, **params: Any
+) -> Config:
+    """Builds the :class:`Config` from a notebook's parameters cell.
+
+    Args:
+        profile: ``PROFILE`` from the parameters cell.
+        workdir: ``WORKDIR`` from the parameters cell; created if missing.
+        **params: Any other parameters, kept in :attr:`Config.params`.
+
+    Returns:
+        The configuration, with the workspace folders created.
+
+    Raises:
+        ValueError: If the profile is unknown or ``workdir`` is an existing file.
+    """
+    root = Path(workdir).expanduser()
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"WORKDIR {str(root)!r} exists and is a file, not a folder.")
+    workspace = Workspace(root.resolve()).create()
+    return Config(
+        profile=resolve_profile(profile),
+        workspace=workspace,
+        sample_data=sample_data_dir(),
+        params=dict(params),
+    )
+
+
+def with_overrides(profile: Profile, **changes: Any) -> Profile:
+    """Returns a copy of a profile with some fields changed (unknown fields raise).
+
+    Raises:
+        ValueError: If a field name is not a profile field.
+    """
+    unknown = sorted(set(changes) - set(profile.to_dict()))
+    if unknown:
+        raise ValueError(f"Unknown profile field(s): {', '.join(unknown)}.")
+    return replace(profile, **changes)
+
+
+def save_yaml(path: Path, data: dict[str, Any]) -> Path:
+    """Writes a dictionary as YAML atomically (the file is whole or untouched)."""
+    import yaml
+
+    return atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))

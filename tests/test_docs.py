@@ -1,0 +1,73 @@
+"""The README, the instructor guide and CI agree with the code and with each other."""
+
+import re
+import subprocess
+
+from tcv_helpers.nbcheck import repo_info
+from tests.conftest import NOTEBOOKS, ROOT
+
+README = (ROOT / "README.md").read_text()
+INSTRUCTOR = (ROOT / "docs" / "instructor.md").read_text()
+
+
+def _block(marker: str) -> str:
+    after = README.split(f"<!-- ci:{marker} -->", 1)[1]
+    match = re.search(r"```\w*\n(.*?)```", after, re.DOTALL)
+    return match.group(1).strip()
+
+
+def test_ci_runs_the_readme_commands():
+    setup, test = _block("setup"), _block("test")
+    assert 'pip install -e ".[dev]"' in setup and "venv" in setup
+    assert test.startswith("pytest")
+    printed = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "run"), "--print"], capture_output=True, text=True, check=True
+    )
+    assert printed.stdout.strip().splitlines() == [setup, test]
+
+
+def test_quick_start_is_setup_run_test():
+    quick = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.*?)```", quick, re.DOTALL)
+    assert [c.strip() for c in commands] == [_block("setup"), "tcv run", _block("test")]
+
+
+def test_every_notebook_is_in_the_readme_table_with_its_badge():
+    info = repo_info()
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        row = next((ln for ln in README.splitlines() if f"(notebooks/{path.name})" in ln), None)
+        assert row is not None, f"{path.name} missing from the README's notebook table"
+        assert info.colab_url(path.name) in row, (
+            f"{path.name}: README badge does not point at the file"
+        )
+    assert f"git clone {info.url}" in README
+
+
+def test_instructor_guide_covers_what_the_issue_asks():
+    for heading in (
+        "## Time per notebook",
+        "## A 3-hour workshop",
+        "## A 2-day course",
+        "## Before the workshop",
+        "## Learner errors",
+    ):
+        assert heading in INSTRUCTOR
+    for item in ("T4", "ROBOFLOW_API_KEY", "Data fetched ahead"):
+        assert item in INSTRUCTOR
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        number = path.name[:2]
+        assert re.search(rf"^\| {number} .*\| ~\d+ s \|", INSTRUCTOR, re.MULTILINE), (
+            f"no timing for {path.name}"
+        )
+
+
+def test_contributing_states_the_rules_and_checks():
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    for needle in (
+        "tcv notebooks check",
+        "pre-commit install",
+        "parameters",
+        "<details>",
+        "150 lines",
+    ):
+        assert needle in text
