@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 notebooks_app = typer.Typer(help="Check course notebooks against the rules (for contributors).")
 app.add_typer(notebooks_app, name="notebooks")
+data_app = typer.Typer(help="Make, collect, check and convert datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -137,3 +139,48 @@ def notebooks_sync(
     for file in files:
         if nbcheck.sync_notebook(file):
             typer.echo(f"updated {file}")
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option(help="Dataset folder to write.")],
+    images: Annotated[int, typer.Option(help="Labelled frames.")] = 240,
+    cameras: Annotated[int, typer.Option(help="Distinct cameras (split whole: at least 3).")] = 6,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same files.")] = 0,
+    sequences: Annotated[
+        int, typer.Option(help="Frame sequences with track ids (for counting).")
+    ] = 2,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """The embedded synthetic traffic-camera dataset: YOLO layout, data.yaml, COCO json, manifest.csv."""
+    from tcv_helpers.synth import generate_dataset
+
+    try:
+        result = generate_dataset(
+            out, images=images, cameras=cameras, seed=seed, sequences=sequences,
+            progress=progress and sys.stderr.isatty(),
+        )  # fmt: skip
+    except ValueError as exc:
+        _fail(str(exc))
+    splits = ", ".join(f"{k} {v}" for k, v in sorted(result.images.items()))
+    boxes = ", ".join(f"{k} {v}" for k, v in sorted(result.boxes.items()))
+    typer.echo(f"Wrote {sum(result.images.values())} frames ({splits}) to {result.root}")
+    typer.echo(
+        f"Boxes: {boxes}; sequences: {len(result.sequences)}; Ultralytics: {result.data_yaml}"
+    )
+
+
+@data_app.command("roboflow")
+def data_roboflow(
+    source: Annotated[str, typer.Argument(help="WORKSPACE/PROJECT/VERSION on Roboflow Universe.")],
+    out: Annotated[Path, typer.Option(help="Folder to download into.")],
+    format: Annotated[str, typer.Option("--format", help="Roboflow export format.")] = "yolov11",
+) -> None:
+    """Download a Roboflow dataset version; the key comes from ROBOFLOW_API_KEY."""
+    from tcv_helpers.registry import DatasetUnavailable, download_roboflow
+
+    try:
+        path = download_roboflow(source, out, model_format=format)
+    except (DatasetUnavailable, ValueError) as exc:
+        _fail(str(exc), code=1)
+    typer.echo(f"Downloaded {source} to {path}")

@@ -11,10 +11,10 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from tcv_helpers.synth import render_frame
-
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MANAUS = "manaus-traffic"
+#: Columns every ``manifest.csv`` has (COURSE.md section 6); sources may add more after them.
+MANIFEST_COLUMNS = ("image", "camera_id", "timestamp", "source", "condition", "split")
 MANAUS_ATTRIBUTION = 'Frame from "Manaus_traffic" v5 by tamaturgo on Roboflow Universe, CC BY 4.0.'
 
 
@@ -37,6 +37,30 @@ class LabeledFrame:
     polygons: list[np.ndarray] | None
     source: str
     attribution: str
+
+
+def label_path_for(image: str | os.PathLike) -> Path:
+    """The label file Ultralytics reads for an image.
+
+    The last ``images`` folder in the path becomes ``labels`` and the suffix becomes ``.txt``;
+    an image outside any ``images`` folder has its label file beside it.
+
+    Args:
+        image: The image path.
+
+    Returns:
+        The label path.
+
+    Example:
+        >>> label_path_for("data/images/train/a.jpg").as_posix()
+        'data/labels/train/a.txt'
+    """
+    path = Path(image)
+    parts = list(path.parts)
+    folders = [i for i, part in enumerate(parts[:-1]) if part == "images"]
+    if folders:
+        parts[folders[-1]] = "labels"
+    return Path(*parts).with_suffix(".txt")
 
 
 def read_yolo_labels(
@@ -137,6 +161,8 @@ def example_frame(sample_data: Path | None = None, *, seed: int = 7) -> LabeledF
         frame = _sample_example(Path(sample_data))
         if frame is not None:
             return frame
+    from tcv_helpers.synth import render_frame
+
     synthetic = render_frame(seed=seed, vehicles=10)
     return LabeledFrame(
         image=synthetic.image,
@@ -146,3 +172,80 @@ def example_frame(sample_data: Path | None = None, *, seed: int = 7) -> LabeledF
         source=f"synthetic frame (seed {seed})",
         attribution="Synthetic frame drawn by tcv_helpers.synth; free to use.",
     )
+
+
+def read_manifest(path: str | os.PathLike):
+    """Reads a ``manifest.csv`` (COURSE.md section 6) into a pandas DataFrame, checking its columns.
+
+    Raises:
+        ValueError: If a required column is missing (the message names the file and the columns).
+    """
+    import pandas as pd
+
+    file = Path(path)
+    frame = pd.read_csv(file, dtype=str, keep_default_na=False)
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{file}: missing column(s) {', '.join(missing)}; expected {', '.join(MANIFEST_COLUMNS)}."
+        )
+    return frame
+
+
+def data_card(
+    root: str | os.PathLike,
+    *,
+    name: str,
+    license: str,
+    source: str,
+    intended_use: str = "Training and evaluating vehicle detectors for counting traffic on fixed cameras.",
+) -> str:
+    """A data card (Markdown) for a YOLO dataset with a manifest: what is in it, and its limits.
+
+    Args:
+        root: The dataset folder (``data.yaml``, ``manifest.csv``, ``labels/``).
+        name: Dataset name.
+        license: Its licence.
+        source: Where it comes from.
+        intended_use: What it is for.
+
+    Returns:
+        The card's Markdown text.
+    """
+    root = Path(root)
+    manifest = read_manifest(root / "manifest.csv")
+    names = yaml.safe_load((root / "data.yaml").read_text(encoding="utf-8"))["names"]
+    names = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
+    counts = {n: 0 for n in names}
+    for image in manifest["image"]:
+        label = label_path_for(root / image)
+        if label.is_file():
+            for line in label.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    counts[names[int(line.split()[0])]] += 1
+    by_split = manifest.groupby("split")["image"].count().to_dict()
+    by_condition = manifest.groupby("condition")["image"].count().to_dict()
+    cameras = manifest.groupby("split")["camera_id"].nunique().to_dict()
+    leaked = manifest.groupby("camera_id")["split"].nunique()
+    rare = [n for n, c in counts.items() if 0 < c < max(counts.values()) / 10]
+    lines = [
+        f"# Data card: {name}",
+        "",
+        f"- **Source:** {source}",
+        f"- **Licence:** {license}",
+        f"- **Intended use:** {intended_use}",
+        f"- **Images:** {len(manifest)} ({', '.join(f'{k} {v}' for k, v in sorted(by_split.items()))})",
+        f"- **Cameras:** {manifest['camera_id'].nunique()} ({', '.join(f'{k} {v}' for k, v in sorted(cameras.items()))} per split)",
+        f"- **Conditions:** {', '.join(f'{k} {v}' for k, v in sorted(by_condition.items()))}",
+        f"- **Boxes per class:** {', '.join(f'{k} {v}' for k, v in counts.items() if v)}",
+        "",
+        "## Known limitations",
+        "",
+        f"- Cameras in more than one split (leakage): {int((leaked > 1).sum())}.",
+        f"- Rare classes (under a tenth of the most common): {', '.join(rare) or 'none'}.",
+        "- Classes without any box: "
+        + (", ".join(n for n, c in counts.items() if c == 0) or "none")
+        + ".",
+        "- People and licence plates may be visible in real frames: blur them before sharing.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,41 +1,211 @@
-"""Synthetic traffic-camera frames: the embedded default that makes every notebook run offline.
+"""The embedded synthetic traffic-camera dataset: what makes every notebook run offline.
 
-A frame is drawn like a fixed roadside camera sees a road: a vanishing point, lanes that
-converge, vehicles whose size follows the perspective, nearer vehicles hiding farther ones, the
-camera name and time burned into the corner, and optionally night, rain or fog. Every vehicle
-comes with its class, box and outline polygon, so the same frame illustrates classification,
-detection and segmentation. The result is fully determined by the seed.
+Frames are drawn the way a fixed roadside camera sees a road. Each camera has its own road
+geometry (vanishing point, horizon, lane count, width), background and palette, kept for all of
+its frames; vehicles (car, truck, bus, motorcycle) have plausible shapes, sizes that follow the
+perspective, and hide each other; half the lanes carry traffic towards the camera (headlights),
+half away from it (tail lights). Conditions are day, night, rain and fog; the camera name and
+time are burned into the corner, and JPEG artefacts come from saving at a varying quality.
+
+Besides single frames it makes short **sequences** of one camera with vehicles moving along their
+lanes and their track ids: the ground truth for counting (notebook 10).
+
+Everything is determined by the seed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import csv
+import io
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+import yaml
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from tcv_helpers.data import MANIFEST_COLUMNS
+from tcv_helpers.io import atomic_write_bytes, atomic_write_text
 from tcv_helpers.project import PROJECT_CLASSES
 
 CONDITIONS = ("day", "night", "rain", "fog")
-#: Vehicle classes drawn, with (width, length) relative to a lane's width at that depth.
-VEHICLE_SHAPES: dict[str, tuple[float, float]] = {
-    "car": (0.55, 0.75),
-    "truck": (0.75, 1.6),
-    "bus": (0.78, 1.9),
-    "motorcycle": (0.22, 0.45),
+#: Share of frames per condition in a generated dataset.
+CONDITION_WEIGHTS = {"day": 0.55, "night": 0.2, "rain": 0.15, "fog": 0.1}
+#: Vehicle classes drawn: (width, length) relative to the lane width at that depth, and weight.
+VEHICLES: dict[str, tuple[float, float, float]] = {
+    "car": (0.58, 0.8, 0.68),
+    "truck": (0.78, 1.5, 0.12),
+    "bus": (0.8, 1.8, 0.07),
+    "motorcycle": (0.24, 0.5, 0.13),
 }
-CLASS_WEIGHTS = {"car": 0.7, "truck": 0.12, "bus": 0.06, "motorcycle": 0.12}
-PALETTE = [
-    (200, 30, 30),
-    (30, 60, 160),
-    (230, 230, 230),
-    (20, 20, 20),
-    (120, 120, 125),
-    (210, 170, 40),
-    (40, 120, 60),
-    (150, 150, 160),
-]
+SYNTH_CLASSES = tuple(VEHICLES)
+PALETTE = (
+    (200, 30, 30), (30, 60, 160), (225, 225, 225), (25, 25, 25), (120, 120, 125),
+    (210, 170, 40), (40, 120, 60), (150, 150, 160), (90, 40, 20), (240, 120, 20),
+)  # fmt: skip
+#: Depth range (0 = horizon, 1 = bottom of the frame) where vehicles are labelled.
+MIN_DEPTH, MAX_DEPTH = 0.22, 1.05
+#: A vehicle less visible than this (occluded or cut by the frame) is not labelled.
+MIN_VISIBLE = 0.3
+#: Boxes smaller than this many pixels (at the generated size) are not labelled.
+MIN_BOX_PX = 6
+SPLITS = ("train", "val", "test")
+START = datetime(2026, 5, 4, 6, 0, 0, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A synthetic fixed camera: its road geometry and look, the same for all its frames.
+
+    Attributes:
+        camera_id: Identifier used in file names and the manifest (``cam-00``).
+        name: Burned into the frame (``CAM 00 RIVER RD``).
+        seed: Seed of the camera's geometry and background.
+        width: Frame width in pixels.
+        height: Frame height in pixels.
+        horizon: y of the horizon in pixels.
+        vanish_x: x of the vanishing point in pixels.
+        spread: Road width at the bottom of the frame, relative to the frame width.
+        lanes: Number of lanes; the left half carries traffic away from the camera.
+    """
+
+    camera_id: str
+    name: str
+    seed: int
+    width: int
+    height: int
+    horizon: float
+    vanish_x: float
+    spread: float
+    lanes: int
+
+    def lane_x(self, lane_pos: float, depth: float) -> float:
+        """x of a point at ``lane_pos`` (0 = left road edge, ``lanes`` = right) and ``depth``."""
+        half = self.spread * self.width / 2
+        left = self.vanish_x + (self.width / 2 - half - self.vanish_x) * depth
+        return left + 2 * half * depth * lane_pos / self.lanes
+
+    def depth_y(self, depth: float) -> float:
+        """y of a depth (0 = horizon, 1 = bottom of the frame)."""
+        return self.horizon + (self.height - self.horizon) * depth
+
+    def approaching(self, lane: int) -> bool:
+        """True for lanes whose traffic drives towards the camera (the right half)."""
+        return lane >= self.lanes // 2
+
+    def counting_line(self, depth: float = 0.6) -> tuple[tuple[float, float], tuple[float, float]]:
+        """A line across the whole road at ``depth``, in pixels: where vehicles are counted."""
+        y = self.depth_y(depth)
+        return (self.lane_x(0, depth), y), (self.lane_x(self.lanes, depth), y)
+
+
+def make_camera(index: int, *, seed: int = 0, width: int = 640, height: int = 360) -> Camera:
+    """The ``index``-th synthetic camera of a dataset with ``seed``.
+
+    Raises:
+        ValueError: If the size is below 64 pixels or the index is negative.
+    """
+    if width < 64 or height < 64 or index < 0:
+        raise ValueError("width and height must be at least 64 and index not negative.")
+    rng = np.random.default_rng([seed, index, 7919])
+    streets = ("RIVER RD", "MAIN ST", "I-5 N", "HWY 101", "5TH AVE", "PORT BLVD", "AIRPORT RD")
+    return Camera(
+        camera_id=f"cam-{index:02d}",
+        name=f"CAM {index:02d} {streets[int(rng.integers(len(streets)))]}",
+        seed=int(rng.integers(2**31)),
+        width=width,
+        height=height,
+        horizon=float(height * rng.uniform(0.22, 0.4)),
+        vanish_x=float(width * rng.uniform(0.3, 0.7)),
+        spread=float(rng.uniform(1.1, 1.7)),
+        lanes=int(rng.choice([2, 3, 4, 4, 5, 6])),
+    )
+
+
+@lru_cache(maxsize=64)
+def _background(camera: Camera) -> Image.Image:
+    """The static scene of a camera: sky, ground, buildings, road and lane markings."""
+    rng = np.random.default_rng(camera.seed)
+    w, h, horizon = camera.width, camera.height, int(camera.horizon)
+    sky_top = rng.integers([100, 140, 190], [160, 190, 240])
+    sky = np.linspace(sky_top, [215, 225, 240], max(horizon, 1))
+    ground = rng.integers([50, 80, 40], [110, 140, 90]).astype(float)
+    arr = np.empty((h, w, 3), dtype=np.float32)
+    arr[:horizon] = sky[:, None, :]
+    arr[horizon:] = ground
+    arr[horizon:] += rng.normal(0, 6, (h - horizon, w, 1))  # grass texture
+    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(4, 12))):  # buildings and trees on the horizon
+        bx, bw = rng.uniform(-20, w), rng.uniform(15, 90)
+        bh = rng.uniform(8, max(horizon * 0.9, 10))
+        shade = int(rng.integers(70, 180))
+        tint = (shade, shade, shade + 12) if rng.random() < 0.7 else (30, shade // 2 + 40, 30)
+        draw.rectangle([bx, horizon - bh, bx + bw, horizon], fill=tint)
+    road_grey = int(rng.integers(70, 105))
+    road = [
+        (camera.lane_x(0, 0), horizon),
+        (camera.lane_x(camera.lanes, 0), horizon),
+        (camera.lane_x(camera.lanes, 1.3), camera.depth_y(1.3)),
+        (camera.lane_x(0, 1.3), camera.depth_y(1.3)),
+    ]
+    draw.polygon(road, fill=(road_grey, road_grey, road_grey + 4))
+    for edge in (0, camera.lanes):
+        draw.line(
+            [(camera.lane_x(edge, 0), horizon), (camera.lane_x(edge, 1.3), camera.depth_y(1.3))],
+            fill=(230, 230, 230),
+            width=2,
+        )
+    middle = camera.lanes // 2
+    for lane in range(1, camera.lanes):
+        colour = (235, 200, 40) if lane == middle else (235, 235, 235)
+        if lane == middle:  # solid centre line between the two directions
+            draw.line(
+                [
+                    (camera.lane_x(lane, 0), horizon),
+                    (camera.lane_x(lane, 1.3), camera.depth_y(1.3)),
+                ],
+                fill=colour,
+                width=2,
+            )
+            continue
+        for t0 in np.arange(0.02, 1.3, 0.09):
+            t1 = t0 + 0.04
+            draw.line(
+                [
+                    (camera.lane_x(lane, t0), camera.depth_y(t0)),
+                    (camera.lane_x(lane, t1), camera.depth_y(t1)),
+                ],
+                fill=colour,
+                width=max(1, int(3 * t1)),
+            )
+    return img
+
+
+@dataclass(frozen=True)
+class Vehicle:
+    """One vehicle on the road.
+
+    Attributes:
+        class_name: ``car``, ``truck``, ``bus`` or ``motorcycle``.
+        lane: Lane index.
+        depth: Position along the road (0 = horizon, 1 = bottom of the frame).
+        offset: Position across the lane (0-1).
+        colour: Body colour.
+        track_id: Identity across the frames of a sequence.
+    """
+
+    class_name: str
+    lane: int
+    depth: float
+    offset: float
+    colour: tuple[int, int, int]
+    track_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -44,31 +214,192 @@ class SyntheticFrame:
 
     Attributes:
         image: The RGB frame.
-        boxes: ``(N, 4)`` float array of ``x1, y1, x2, y2`` in pixels.
+        boxes: ``(N, 4)`` float array of ``x1, y1, x2, y2`` in pixels (visible extent).
         class_ids: ``(N,)`` int array of ids into :data:`~tcv_helpers.project.PROJECT_CLASSES`.
-        polygons: One outline per vehicle, ``(K, 2)`` arrays in pixels (the segmentation masks).
+        polygons: One outline per labelled vehicle, ``(K, 2)`` arrays in pixels.
+        track_ids: ``(N,)`` track ids (meaningful in sequences).
         condition: ``day``, ``night``, ``rain`` or ``fog``.
         camera: The camera name burned into the frame.
+        timestamp: The time burned into the frame.
     """
 
     image: Image.Image
     boxes: np.ndarray
     class_ids: np.ndarray
     polygons: list[np.ndarray]
+    track_ids: np.ndarray
     condition: str
     camera: str
+    timestamp: datetime = START
 
     @property
     def class_names(self) -> list[str]:
-        """Class name of each vehicle."""
+        """Class name of each labelled vehicle."""
         return [PROJECT_CLASSES[i] for i in self.class_ids]
 
 
-def _road_x(lanes: int, lane_pos: float, t: float, vx: float, width: int, spread: float) -> float:
-    """x of a point at lane position ``lane_pos`` (0..lanes) and depth ``t`` (0 far, 1 near)."""
-    half = spread * width / 2
-    left = vx + (width / 2 - half - vx) * t
-    return left + (2 * half * t) * lane_pos / lanes
+def random_vehicles(camera: Camera, rng: np.random.Generator, count: int) -> list[Vehicle]:
+    """Places up to ``count`` vehicles on the camera's lanes without overlapping in one lane."""
+    names = list(VEHICLES)
+    weights = np.array([VEHICLES[n][2] for n in names])
+    placed: list[Vehicle] = []
+    for track in range(count):
+        depth = float(rng.uniform(MIN_DEPTH, MAX_DEPTH))
+        lane = int(rng.integers(camera.lanes))
+        name = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+        if all(abs(depth - v.depth) > 0.14 or v.lane != lane for v in placed):
+            colour = PALETTE[int(rng.integers(len(PALETTE)))]
+            placed.append(
+                Vehicle(name, lane, depth, float(rng.uniform(0.3, 0.7)), colour, track + 1)
+            )
+    return placed
+
+
+def _vehicle_outline(
+    camera: Camera, v: Vehicle
+) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    lane_w = camera.lane_x(v.lane + 1, v.depth) - camera.lane_x(v.lane, v.depth)
+    w_rel, l_rel, _ = VEHICLES[v.class_name]
+    w, h = lane_w * w_rel, lane_w * l_rel * 0.6
+    cx, bottom = camera.lane_x(v.lane + v.offset, v.depth), camera.depth_y(v.depth)
+    x1, y1, x2, y2 = cx - w / 2, bottom - h, cx + w / 2, bottom
+    roof = 0.12 if v.class_name in ("car", "motorcycle") else 0.04
+    body = np.array(
+        [(x1, y2), (x1, y1 + 0.25 * h), (x1 + roof * w, y1), (x2 - roof * w, y1),
+         (x2, y1 + 0.25 * h), (x2, y2)]
+    )  # fmt: skip
+    return body, (x1, y1, x2, y2)
+
+
+def draw_frame(
+    camera: Camera,
+    vehicles: list[Vehicle],
+    *,
+    condition: str = "day",
+    timestamp: datetime = START,
+    noise_seed: int = 0,
+) -> SyntheticFrame:
+    """Draws vehicles on a camera's scene in a condition and labels what is visible.
+
+    Args:
+        camera: The camera.
+        vehicles: Vehicles to draw (far ones first, so near ones hide them).
+        condition: ``day``, ``night``, ``rain`` or ``fog``.
+        timestamp: The time burned into the frame.
+        noise_seed: Seed for rain streaks and sensor noise.
+
+    Returns:
+        The frame with the boxes of every sufficiently visible vehicle.
+
+    Raises:
+        ValueError: On an unknown condition.
+    """
+    if condition not in CONDITIONS:
+        raise ValueError(f"condition must be one of {', '.join(CONDITIONS)}, got {condition!r}.")
+    rng = np.random.default_rng(noise_seed)
+    night = condition == "night"
+    img = _background(camera).copy()
+    if night:
+        img = Image.fromarray((np.asarray(img, dtype=np.float32) * 0.22).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    ids = Image.new("L", img.size, 0)  # which vehicle owns each pixel: occlusion bookkeeping
+    id_draw = ImageDraw.Draw(ids)
+    order = sorted(range(len(vehicles)), key=lambda i: vehicles[i].depth)
+    outlines, lights = {}, []
+    for rank, i in enumerate(order, start=1):
+        v = vehicles[i]
+        body, (x1, y1, x2, y2) = _vehicle_outline(camera, v)
+        w, h = x2 - x1, y2 - y1
+        colour = tuple(int(c * (0.35 if night else 1.0)) for c in v.colour)
+        draw.polygon([tuple(p) for p in body], fill=colour, outline=(20, 20, 20))
+        id_draw.polygon([tuple(p) for p in body], fill=rank)
+        towards = camera.approaching(v.lane)
+        glass_top, glass_bottom = (0.3, 0.62) if towards else (0.08, 0.35)
+        glass = (15, 15, 25) if night else (45, 55, 75)
+        draw.rectangle(
+            [x1 + 0.14 * w, y1 + glass_top * h, x2 - 0.14 * w, y1 + glass_bottom * h], fill=glass
+        )
+        lamp = (255, 250, 210) if towards else (230, 30, 25)
+        r = max(1.0, 0.09 * w)
+        for lx in (x1 + 0.6 * r, x2 - 2.6 * r):
+            box = [lx, y2 - 0.28 * h, lx + 2 * r, y2 - 0.28 * h + 1.4 * r]
+            draw.ellipse(box, fill=lamp)
+            lights.append((box, lamp, towards))
+        outlines[rank] = (i, body)
+    if night:  # lamps glow in the dark
+        glow = Image.new("RGB", img.size, (0, 0, 0))
+        glow_draw = ImageDraw.Draw(glow)
+        for (lx1, ly1, lx2, ly2), lamp, towards in lights:
+            grow = (lx2 - lx1) * (2.0 if towards else 1.0)
+            glow_draw.ellipse([lx1 - grow, ly1 - grow, lx2 + grow, ly2 + grow], fill=lamp)
+        glow = glow.filter(ImageFilter.GaussianBlur(4))
+        img = Image.fromarray(
+            np.clip(np.asarray(img, np.uint16) + np.asarray(glow, np.uint16), 0, 255).astype(
+                np.uint8
+            )
+        )
+    elif condition == "rain":
+        rain = ImageDraw.Draw(img)
+        for _ in range(camera.width * camera.height // 500):
+            x, y = rng.uniform(0, camera.width), rng.uniform(0, camera.height)
+            rain.line([(x, y), (x - 3, y + 11)], fill=(195, 195, 205), width=1)
+        img = img.filter(ImageFilter.GaussianBlur(0.9))
+    elif condition == "fog":
+        arr = np.asarray(img, dtype=np.float32)
+        fade = np.linspace(0.7, 0.2, camera.height)[:, None, None]
+        img = Image.fromarray((arr * (1 - fade) + 205 * fade).astype(np.uint8))
+
+    owner = np.asarray(ids)
+    boxes, class_ids, polygons, tracks = [], [], [], []
+    counts = np.bincount(owner.ravel(), minlength=len(vehicles) + 1)
+    for rank, (i, body) in outlines.items():
+        v = vehicles[i]
+        full = Image.new("L", img.size, 0)
+        ImageDraw.Draw(full).polygon([tuple(p) for p in body], fill=1)
+        full_area = int(np.asarray(full).sum())
+        ys, xs = np.nonzero(owner == rank)
+        if full_area == 0 or counts[rank] / full_area < MIN_VISIBLE or len(xs) == 0:
+            continue
+        box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+        if box[2] - box[0] < MIN_BOX_PX or box[3] - box[1] < MIN_BOX_PX:
+            continue
+        boxes.append(box)
+        class_ids.append(PROJECT_CLASSES.index(v.class_name))
+        polygons.append(np.clip(body, 0, [camera.width, camera.height]))
+        tracks.append(v.track_id)
+
+    if night:
+        img = Image.fromarray(
+            np.clip(
+                np.asarray(img, np.float32) + rng.normal(0, 5, (camera.height, camera.width, 1)),
+                0,
+                255,
+            ).astype(np.uint8)
+        )
+    label = f"{camera.name}  {timestamp:%Y-%m-%d %H:%M:%S}"
+    text = ImageDraw.Draw(img)
+    font = _font(max(10, camera.height // 28))
+    right, bottom = text.textbbox((4, 2), label, font=font)[2:]
+    text.rectangle([0, 0, right + 4, bottom + 3], fill=(0, 0, 0))
+    text.text((4, 2), label, fill=(255, 255, 255), font=font)
+    return SyntheticFrame(
+        image=img,
+        boxes=np.array(boxes, dtype=np.float32).reshape(-1, 4),
+        class_ids=np.array(class_ids, dtype=np.int64),
+        polygons=polygons,
+        track_ids=np.array(tracks, dtype=np.int64),
+        condition=condition,
+        camera=camera.name,
+        timestamp=timestamp,
+    )
+
+
+@lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (OSError, TypeError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
 
 
 def render_frame(
@@ -77,146 +408,346 @@ def render_frame(
     width: int = 640,
     height: int = 360,
     condition: str = "day",
-    camera: str = "CAM 01",
-    lanes: int = 4,
+    camera_index: int | None = None,
     vehicles: int = 8,
-    start: datetime = datetime(2026, 5, 4, 8, 0, 0),
 ) -> SyntheticFrame:
     """Draws one synthetic traffic-camera frame.
 
     Args:
-        seed: Determines the road geometry, vehicles, colours and time stamp.
+        seed: Determines the camera (unless ``camera_index`` is given), vehicles and time.
         width: Frame width in pixels.
         height: Frame height in pixels.
         condition: ``day``, ``night``, ``rain`` or ``fog``.
-        camera: Camera name burned into the top-left corner.
-        lanes: Number of lanes.
+        camera_index: Use this camera of dataset seed 0 (default: a camera made from ``seed``).
         vehicles: How many vehicles to try to place (overlapping placements are dropped).
-        start: Time stamp of seed 0; each seed adds seconds.
 
     Returns:
         The frame with its boxes, classes and outlines.
 
     Raises:
-        ValueError: On an unknown condition or a non-positive size, lane or vehicle count.
+        ValueError: On an unknown condition, a size below 64 pixels or a negative count.
     """
-    if condition not in CONDITIONS:
-        raise ValueError(f"condition must be one of {', '.join(CONDITIONS)}, got {condition!r}.")
-    if width < 64 or height < 64 or lanes < 1 or vehicles < 0:
-        raise ValueError("width and height must be at least 64, lanes at least 1, vehicles >= 0.")
-    rng = np.random.default_rng(seed)
-    horizon = height * rng.uniform(0.28, 0.42)
-    vx = width * rng.uniform(0.35, 0.65)
-    spread = rng.uniform(1.1, 1.6)
-    img = Image.new("RGB", (width, height))
-    draw = ImageDraw.Draw(img)
-    for y in range(int(horizon)):  # sky gradient
-        k = y / max(horizon, 1)
-        draw.line([(0, y), (width, y)], fill=(int(150 + 60 * k), int(185 + 40 * k), 235))
-    grass = tuple(int(c) for c in rng.integers([60, 100, 50], [90, 140, 80]))
-    draw.rectangle([0, horizon, width, height], fill=grass)
-    for _ in range(int(rng.integers(3, 8))):  # buildings on the horizon
-        bx, bw, bh = rng.uniform(0, width), rng.uniform(20, 80), rng.uniform(10, horizon * 0.8)
-        shade = int(rng.integers(90, 170))
-        draw.rectangle([bx, horizon - bh, bx + bw, horizon], fill=(shade, shade, shade + 10))
-
-    def depth_y(t: float) -> float:
-        return horizon + (height - horizon) * t
-
-    road = [
-        (_road_x(lanes, 0, 0.0, vx, width, spread), horizon),
-        (_road_x(lanes, lanes, 0.0, vx, width, spread), horizon),
-        (_road_x(lanes, lanes, 1.2, vx, width, spread), depth_y(1.2)),
-        (_road_x(lanes, 0, 1.2, vx, width, spread), depth_y(1.2)),
-    ]
-    draw.polygon(road, fill=(85, 85, 90))
-    for lane in range(1, lanes):  # dashed lane markings
-        for t0 in np.arange(0.02, 1.2, 0.08):
-            t1 = t0 + 0.035
-            draw.line(
-                [
-                    (_road_x(lanes, lane, t0, vx, width, spread), depth_y(t0)),
-                    (_road_x(lanes, lane, t1, vx, width, spread), depth_y(t1)),
-                ],
-                fill=(235, 235, 235),
-                width=max(1, int(3 * t1)),
-            )
-
-    names = list(CLASS_WEIGHTS)
-    probs = np.array([CLASS_WEIGHTS[n] for n in names])
-    placed: list[tuple[float, int, str, float]] = []
-    for _ in range(vehicles):
-        t, lane = rng.uniform(0.12, 1.0), int(rng.integers(0, lanes))
-        name = names[int(rng.choice(len(names), p=probs / probs.sum()))]
-        if all(abs(t - pt) > 0.12 or pl != lane for pt, pl, _, _ in placed):
-            placed.append((t, lane, name, rng.uniform(0.35, 0.65)))
-    boxes, class_ids, polygons = [], [], []
-    night = condition == "night"
-    for t, lane, name, offset in sorted(placed):  # far to near: near vehicles occlude far ones
-        lane_w = _road_x(lanes, lane + 1, t, vx, width, spread) - _road_x(
-            lanes, lane, t, vx, width, spread
-        )
-        w_rel, l_rel = VEHICLE_SHAPES[name]
-        w, h = lane_w * w_rel, lane_w * l_rel * 0.55
-        cx = _road_x(lanes, lane + offset, t, vx, width, spread)
-        bottom = depth_y(t)
-        x1, y1, x2, y2 = cx - w / 2, bottom - h, cx + w / 2, bottom
-        colour = PALETTE[int(rng.integers(len(PALETTE)))]
-        body = np.array(
-            [
-                (x1, y2),
-                (x1, y1 + 0.25 * h),
-                (x1 + 0.12 * w, y1),
-                (x2 - 0.12 * w, y1),
-                (x2, y1 + 0.25 * h),
-                (x2, y2),
-            ]
-        )
-        draw.polygon([tuple(p) for p in body], fill=colour, outline=(25, 25, 25))
-        glass = (40, 50, 70) if not night else (15, 15, 25)
-        draw.rectangle([x1 + 0.15 * w, y1 + 0.08 * h, x2 - 0.15 * w, y1 + 0.35 * h], fill=glass)
-        lamp = (255, 40, 30) if not night else (255, 90, 60)
-        r = max(1.0, 0.08 * w)
-        draw.ellipse([x1 + r * 0.5, y2 - 0.3 * h, x1 + 2.5 * r, y2 - 0.3 * h + 1.5 * r], fill=lamp)
-        draw.ellipse([x2 - 2.5 * r, y2 - 0.3 * h, x2 - r * 0.5, y2 - 0.3 * h + 1.5 * r], fill=lamp)
-        boxes.append([max(0.0, x1), max(0.0, y1), min(width, x2), min(height, y2)])
-        class_ids.append(PROJECT_CLASSES.index(name))
-        polygons.append(np.clip(body, 0, [width, height]))
-
-    if condition == "night":
-        arr = np.asarray(img, dtype=np.float32) * 0.25
-        img = Image.fromarray(arr.astype(np.uint8))
-        glow = ImageDraw.Draw(img)
-        for x1, y1, x2, y2 in boxes:  # tail lights glow in the dark
-            glow.ellipse(
-                [x1, y2 - 0.4 * (y2 - y1), x1 + 0.25 * (x2 - x1), y2 - 0.1 * (y2 - y1)],
-                fill=(255, 60, 40),
-            )
-            glow.ellipse(
-                [x2 - 0.25 * (x2 - x1), y2 - 0.4 * (y2 - y1), x2, y2 - 0.1 * (y2 - y1)],
-                fill=(255, 60, 40),
-            )
-    elif condition == "rain":
-        rain = ImageDraw.Draw(img)
-        for _ in range(width * height // 400):
-            x, y = rng.uniform(0, width), rng.uniform(0, height)
-            rain.line([(x, y), (x - 3, y + 12)], fill=(200, 200, 210), width=1)
-        img = img.filter(ImageFilter.GaussianBlur(0.8))
-    elif condition == "fog":
-        arr = np.asarray(img, dtype=np.float32)
-        fade = np.linspace(0.75, 0.25, height)[:, None, None]
-        img = Image.fromarray((arr * (1 - fade) + 200 * fade).astype(np.uint8))
-
-    stamp = start + timedelta(seconds=int(seed) * 7)
-    label = f"{camera}  {stamp:%Y-%m-%d %H:%M:%S}"
-    text = ImageDraw.Draw(img)
-    text.rectangle([0, 0, 7 * len(label) + 8, 16], fill=(0, 0, 0))
-    text.text((4, 2), label, fill=(255, 255, 255))
-    return SyntheticFrame(
-        image=img,
-        boxes=np.array(boxes, dtype=np.float32).reshape(-1, 4),
-        class_ids=np.array(class_ids, dtype=np.int64),
-        polygons=polygons,
-        condition=condition,
-        camera=camera,
+    if vehicles < 0:
+        raise ValueError("vehicles must not be negative.")
+    camera = (
+        make_camera(camera_index, seed=0, width=width, height=height)
+        if camera_index is not None
+        else make_camera(seed % 1000, seed=seed, width=width, height=height)
     )
+    rng = np.random.default_rng([seed, 1])
+    timestamp = START + timedelta(seconds=int(rng.integers(0, 86400 * 30)))
+    return draw_frame(
+        camera,
+        random_vehicles(camera, rng, vehicles),
+        condition=condition,
+        timestamp=timestamp,
+        noise_seed=seed,
+    )
+
+
+def split_cameras(
+    cameras: int, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+) -> dict[int, str]:
+    """Assigns whole cameras to train/val/test, so that no camera is in two splits.
+
+    Raises:
+        ValueError: With fewer than 3 cameras (each split needs one) or bad fractions.
+    """
+    if cameras < 3:
+        raise ValueError(f"need at least 3 cameras to split by camera, got {cameras}.")
+    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError("fractions must be three positive numbers adding up to 1.")
+    n_val = max(1, round(cameras * fractions[1]))
+    n_test = max(1, round(cameras * fractions[2]))
+    n_train = cameras - n_val - n_test
+    if n_train < 1:
+        n_train, n_val, n_test = cameras - 2, 1, 1
+    return {
+        i: ("train" if i < n_train else "val" if i < n_train + n_val else "test")
+        for i in range(cameras)
+    }
+
+
+@dataclass
+class SynthDataset:
+    """What :func:`generate_dataset` wrote.
+
+    Attributes:
+        root: The dataset folder.
+        data_yaml: Its Ultralytics ``data.yaml``.
+        manifest: Its ``manifest.csv``.
+        images: Frames per split.
+        boxes: Labelled boxes per class name.
+        sequences: Sequence folders (for counting).
+        cameras: Split of each camera id.
+    """
+
+    root: Path
+    data_yaml: Path
+    manifest: Path
+    images: dict[str, int] = field(default_factory=dict)
+    boxes: dict[str, int] = field(default_factory=dict)
+    sequences: list[Path] = field(default_factory=list)
+    cameras: dict[str, str] = field(default_factory=dict)
+
+
+def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _yolo_lines(frame: SyntheticFrame) -> str:
+    w, h = frame.image.size
+    lines = []
+    for (x1, y1, x2, y2), cls in zip(frame.boxes, frame.class_ids, strict=True):
+        cx, cy, bw, bh = (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h
+        lines.append(f"{cls} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _make_one(task: tuple) -> tuple[str, str, str, str, str, int, list[int]]:
+    """Renders, encodes and writes one frame (runs in a worker process)."""
+    root, index, cam_index, seed, width, height, split, condition = task
+    camera = make_camera(cam_index, seed=seed, width=width, height=height)
+    rng = np.random.default_rng([seed, index, 31])
+    base = START + timedelta(days=int(rng.integers(0, 60)))
+    hour = int(rng.integers(21, 28)) % 24 if condition == "night" else int(rng.integers(7, 19))
+    timestamp = base.replace(hour=hour, minute=int(rng.integers(60)), second=int(rng.integers(60)))
+    frame = draw_frame(
+        camera,
+        random_vehicles(camera, rng, int(rng.integers(3, 13))),
+        condition=condition,
+        timestamp=timestamp,
+        noise_seed=int(rng.integers(2**31)),
+    )
+    stem = f"{camera.camera_id}_{index:06d}"
+    image_rel = f"images/{split}/{stem}.jpg"
+    atomic_write_bytes(Path(root) / image_rel, _encode_jpeg(frame.image, int(rng.integers(55, 92))))
+    atomic_write_text(Path(root) / f"labels/{split}/{stem}.txt", _yolo_lines(frame))
+    return (
+        image_rel,
+        camera.camera_id,
+        timestamp.isoformat(),
+        condition,
+        split,
+        len(frame.boxes),
+        frame.class_ids.tolist(),
+    )
+
+
+def generate_dataset(
+    out: str | os.PathLike,
+    *,
+    images: int = 240,
+    cameras: int = 6,
+    seed: int = 0,
+    width: int = 640,
+    height: int = 360,
+    sequences: int = 2,
+    sequence_frames: int = 90,
+    workers: int | None = None,
+    progress: bool = False,
+) -> SynthDataset:
+    """Generates the embedded synthetic dataset (``tcv data synth``).
+
+    Writes, under ``out``: ``images/{train,val,test}/*.jpg`` and ``labels/...`` in YOLO format,
+    ``data.yaml`` for Ultralytics, ``manifest.csv`` (image, camera_id, timestamp, source,
+    condition, split, boxes), and ``sequences/<camera>-<k>/`` with frames and ``tracks.csv``.
+    Cameras are split whole into train/val/test (no camera in two splits). Every file is
+    written atomically; the same arguments give the same files.
+
+    Args:
+        out: Dataset folder (created; existing generated files are overwritten).
+        images: Number of labelled frames.
+        cameras: Number of distinct cameras (at least 3).
+        seed: Seed of the whole dataset.
+        width: Frame width in pixels.
+        height: Frame height in pixels.
+        sequences: Number of frame sequences for counting.
+        sequence_frames: Frames per sequence.
+        workers: Worker processes (default: the CPU count, at most 8).
+        progress: Show a progress bar.
+
+    Returns:
+        What was written, with counts per split and class.
+
+    Raises:
+        ValueError: On a non-positive image count or fewer than 3 cameras.
+    """
+    from tqdm.auto import tqdm
+
+    if images < 1:
+        raise ValueError(f"images must be at least 1, got {images}.")
+    split_of = split_cameras(cameras)
+    root = Path(out).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([seed, 101])
+    names, weights = list(CONDITION_WEIGHTS), np.array(list(CONDITION_WEIGHTS.values()))
+    tasks = []
+    for index in range(images):
+        cam = index % cameras
+        condition = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+        tasks.append((str(root), index, cam, seed, width, height, split_of[cam], condition))
+    workers = workers or min(os.cpu_count() or 1, 8)
+    if workers > 1 and images >= 32:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            rows = list(
+                tqdm(
+                    pool.map(_make_one, tasks, chunksize=16),
+                    total=images,
+                    disable=not progress,
+                    desc="synth",
+                )
+            )
+    else:
+        rows = [_make_one(t) for t in tqdm(tasks, disable=not progress, desc="synth")]
+
+    result = SynthDataset(root=root, data_yaml=root / "data.yaml", manifest=root / "manifest.csv")
+    result.cameras = {make_camera(i, seed=seed).camera_id: s for i, s in split_of.items()}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*MANIFEST_COLUMNS, "boxes"])
+    for image_rel, camera_id, timestamp, condition, split, n_boxes, class_ids in rows:
+        writer.writerow([image_rel, camera_id, timestamp, "synthetic", condition, split, n_boxes])
+        result.images[split] = result.images.get(split, 0) + 1
+        for cls in class_ids:
+            result.boxes[PROJECT_CLASSES[cls]] = result.boxes.get(PROJECT_CLASSES[cls], 0) + 1
+    atomic_write_text(result.manifest, buffer.getvalue())
+    for split in SPLITS:  # Ultralytics wants every listed folder to exist
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+    data = {
+        "path": str(root),
+        "train": "images/train",
+        "val": "images/val",
+        "test": "images/test",
+        "names": dict(enumerate(PROJECT_CLASSES)),
+    }
+    header = (
+        "# Embedded synthetic traffic-camera dataset (tcv data synth); classes: project taxonomy.\n"
+    )
+    atomic_write_text(result.data_yaml, header + yaml.safe_dump(data, sort_keys=False))
+    for k in range(sequences):
+        result.sequences.append(
+            generate_sequence(root / "sequences", camera_index=k % cameras, seed=seed, index=k,
+                              frames=sequence_frames, width=width, height=height)
+        )  # fmt: skip
+    return result
+
+
+def generate_sequence(
+    out: str | os.PathLike,
+    *,
+    camera_index: int = 0,
+    seed: int = 0,
+    index: int = 0,
+    frames: int = 90,
+    fps: float = 10.0,
+    width: int = 640,
+    height: int = 360,
+    condition: str = "day",
+    spawn_rate: float = 0.25,
+) -> Path:
+    """A frame sequence of one camera with vehicles moving along their lanes (counting ground truth).
+
+    Writes ``out/<camera>-<index>/frames/000000.jpg ...``, ``tracks.csv`` (frame, track_id,
+    class_name, direction, x1, y1, x2, y2) and ``sequence.json`` (camera, fps, the counting line
+    in pixels and the true counts per direction across it).
+
+    Args:
+        out: Parent folder.
+        camera_index: Which camera of the dataset ``seed``.
+        seed: Dataset seed.
+        index: Sequence number (varies the traffic).
+        frames: Number of frames.
+        fps: Frames per second (sets vehicle speeds).
+        width: Frame width.
+        height: Frame height.
+        condition: ``day``, ``night``, ``rain`` or ``fog``.
+        spawn_rate: Chance per frame and direction that a new vehicle enters.
+
+    Returns:
+        The sequence folder.
+
+    Raises:
+        ValueError: If frames or fps is not positive.
+    """
+    if frames < 1 or fps <= 0:
+        raise ValueError("frames and fps must be positive.")
+    camera = make_camera(camera_index, seed=seed, width=width, height=height)
+    rng = np.random.default_rng([seed, index, 977])
+    folder = Path(out) / f"{camera.camera_id}-{index}"
+    names = list(VEHICLES)
+    weights = np.array([VEHICLES[n][2] for n in names])
+    line_depth = 0.6
+    active: list[dict] = []
+    next_id, crossed = 1, {"in": set(), "out": set()}
+    rows = []
+    start = START + timedelta(hours=8 + index)
+    for f in range(frames):
+        for towards in (True, False):
+            if rng.random() < spawn_rate:
+                lanes = [ln for ln in range(camera.lanes) if camera.approaching(ln) == towards]
+                lane = int(rng.choice(lanes))
+                depth = MIN_DEPTH if towards else MAX_DEPTH + 0.25
+                if all(a["lane"] != lane or abs(a["depth"] - depth) > 0.2 for a in active):
+                    active.append({
+                        "id": next_id, "lane": lane, "depth": depth, "towards": towards,
+                        "class": names[int(rng.choice(len(names), p=weights / weights.sum()))],
+                        "speed": float(rng.uniform(0.25, 0.45)) / fps, "offset": float(rng.uniform(0.35, 0.65)),
+                        "colour": PALETTE[int(rng.integers(len(PALETTE)))],
+                    })  # fmt: skip
+                    next_id += 1
+        vehicles = [
+            Vehicle(a["class"], a["lane"], a["depth"], a["offset"], a["colour"], a["id"])
+            for a in active
+        ]
+        frame = draw_frame(
+            camera,
+            vehicles,
+            condition=condition,
+            timestamp=start + timedelta(seconds=f / fps),
+            noise_seed=f,
+        )
+        atomic_write_bytes(folder / "frames" / f"{f:06d}.jpg", _encode_jpeg(frame.image, 85))
+        direction_of = {a["id"]: ("in" if a["towards"] else "out") for a in active}
+        for box, cls, track in zip(frame.boxes, frame.class_ids, frame.track_ids, strict=True):
+            rows.append(
+                [
+                    f,
+                    int(track),
+                    PROJECT_CLASSES[cls],
+                    direction_of[int(track)],
+                    *(round(float(v), 2) for v in box),
+                ]
+            )
+        for a in active:  # move: perspective makes near vehicles move faster on screen
+            before = a["depth"]
+            step = a["speed"] * (0.35 + a["depth"])
+            a["depth"] += step if a["towards"] else -step
+            if (before - line_depth) * (a["depth"] - line_depth) < 0:
+                crossed["in" if a["towards"] else "out"].add(a["id"])
+        active = [a for a in active if MIN_DEPTH - 0.05 <= a["depth"] <= MAX_DEPTH + 0.3]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["frame", "track_id", "class_name", "direction", "x1", "y1", "x2", "y2"])
+    writer.writerows(rows)
+    atomic_write_text(folder / "tracks.csv", buffer.getvalue())
+    (x1, y1), (x2, y2) = camera.counting_line(line_depth)
+    meta = {
+        "camera_id": camera.camera_id,
+        "camera_name": camera.name,
+        "fps": fps,
+        "frames": frames,
+        "size": [width, height],
+        "condition": condition,
+        "line": [[round(x1, 1), round(y1, 1)], [round(x2, 1), round(y2, 1)]],
+        "counts": {direction: len(ids) for direction, ids in crossed.items()},
+        "directions": {
+            "in": "towards the camera (downwards in the image)",
+            "out": "away from the camera",
+        },
+    }
+    atomic_write_text(folder / "sequence.json", json.dumps(meta, indent=2) + "\n")
+    return folder

@@ -1,0 +1,1033 @@
+"""Polite, robust, resumable collection of snapshots from public camera URLs.
+
+Transport departments publish traffic-camera stills as JPEG files that refresh every few seconds
+or minutes (wildfire cameras do the same). :func:`scrape` fetches a list of such URLs a number of
+times and keeps only the responses that are real, new frames::
+
+    from tcv_helpers.scrape import load_cameras, scrape
+
+    report = scrape(load_cameras("cameras.yaml"), "workspace/scraped", rounds=3, interval=60)
+    print(report.summary())
+
+What it does for every camera and round, in order:
+
+1. checks the host's ``robots.txt`` (fetched once per host and run);
+2. waits until at least ``per_host_delay`` seconds have passed since the previous request to the
+   same host (across all threads);
+3. asks for the image with ``If-None-Match`` / ``If-Modified-Since`` when the last response
+   carried an ``ETag`` / ``Last-Modified`` (``304 Not Modified`` costs the publisher nothing);
+4. retries timeouts, dropped connections, 5xx and 429 a few times with exponential backoff
+   (honouring a short ``Retry-After``); other 4xx are final;
+5. streams the body and stops at ``max_bytes``;
+6. decodes the bytes fully (:func:`tcv_helpers.imaging.decode_image`) and skips placeholders
+   and frames that did not change since the camera's last saved frame;
+7. saves the frame atomically as ``OUT/<camera id>/<UTC time>.jpg`` and appends one row to
+   ``OUT/manifest.csv``.
+
+Every fetch of a camera in a round is one manifest row, whatever happened (retries inside one
+fetch are folded into its row). The run can be killed at any moment and started again on the
+same folder: it removes temporary files left behind, drops a half-written last manifest line,
+adds rows for frames saved just before the kill, and reloads each camera's last frame (from the
+manifest) and its ``ETag`` / ``Last-Modified`` (from ``OUT/scrape_state.json``).
+
+"Camera offline" placeholders are recognised two ways: a (nearly) uniform image
+(:func:`tcv_helpers.imaging.is_blank`), or an image whose perceptual hash is exactly one already
+seen from another camera (in this run or in the manifest of earlier runs): real scenes from two
+cameras never hash alike, but the "temporarily unavailable" card of one publisher does. The
+first camera to show such a card cannot know it yet, so its copy is kept; every later copy, from
+any camera, is a placeholder. Two camera ids that point at the same video feed are therefore
+reported as placeholders too: list each feed once.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import threading
+import time
+import urllib.robotparser
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import imagehash
+import requests
+import urllib3
+import yaml
+from requests.adapters import HTTPAdapter
+from tqdm.auto import tqdm
+
+from tcv_helpers.imaging import (
+    SUFFIX_TYPES,
+    ImageError,
+    decode_image,
+    is_blank,
+    is_near_duplicate,
+    perceptual_hash,
+    sniff_type,
+)
+from tcv_helpers.io import atomic_write_bytes, atomic_write_json
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: Sent with every request: names the project and where to reach its maintainers.
+DEFAULT_USER_AGENT = (
+    "traffic-cams-cv/0.1 (course scraper; +https://github.com/traffic-cams-cv/traffic-cams-cv)"
+)
+#: The manifest file inside the output folder.
+MANIFEST_NAME = "manifest.csv"
+#: The small state file (``ETag`` / ``Last-Modified`` per camera) inside the output folder.
+STATE_NAME = "scrape_state.json"
+#: Manifest columns: the dataset columns first (shared with the other manifests of the course),
+#: then what the scraper knows about the fetch.
+MANIFEST_COLUMNS = (
+    "image",
+    "camera_id",
+    "timestamp",
+    "source",
+    "condition",
+    "split",
+    "url",
+    "outcome",
+    "http_status",
+    "bytes",
+    "sha256",
+    "phash",
+    "error",
+)
+#: Every value of the manifest's ``outcome`` column.
+OUTCOMES = (
+    "saved",
+    "not_modified",
+    "duplicate",
+    "near_duplicate",
+    "placeholder",
+    "not_image",
+    "bad_image",
+    "too_large",
+    "http_error",
+    "timeout",
+    "connection_error",
+    "robots_disallowed",
+)
+#: Outcomes whose response was a decodable image (its validators and hash are remembered).
+IMAGE_OUTCOMES = frozenset({"saved", "duplicate", "near_duplicate", "placeholder"})
+#: Allowed camera ids: lower-case letters, digits, ``-`` and ``_`` (they become folder names).
+CAMERA_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+#: Keys a camera entry of the YAML list may have.
+CAMERA_KEYS = ("id", "url", "name", "source", "license", "interval")
+#: A perceptual hash seen from this many different cameras marks a "camera offline" card.
+PLACEHOLDER_MIN_CAMERAS = 2
+#: Longest ``Retry-After`` (seconds) that is waited for; a longer one ends the fetch.
+MAX_RETRY_AFTER = 30.0
+#: A whole download may take this many times ``timeout`` (``timeout`` bounds each read).
+DOWNLOAD_TIME_FACTOR = 6
+#: Largest ``robots.txt`` read (bytes); the rest is ignored, as search engines do.
+MAX_ROBOTS_BYTES = 512_000
+#: Bytes read from the network at a time.
+CHUNK_BYTES = 65_536
+#: File-name timestamp of a saved frame (UTC).
+FILE_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+#: Manifest timestamp (ISO 8601, UTC).
+MANIFEST_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+_TYPE_SUFFIXES = {"jpeg": ".jpg", "png": ".png", "gif": ".gif", "bmp": ".bmp", "webp": ".webp"}
+_STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One public camera that publishes a refreshing snapshot.
+
+    Attributes:
+        id: Unique id, used in file names and the manifest (``[a-z0-9_-]``, at most 64).
+        url: The snapshot's ``http``/``https`` URL.
+        name: Human-readable name (for example ``"I-5 at Main St"``).
+        source: Who publishes it; goes to the manifest's ``source`` column.
+        license: Terms of use of the images.
+        interval: Seconds between fetches of this camera; None uses the run's interval.
+
+    Raises:
+        ValueError: If the id, URL or interval is invalid (the message names the field).
+    """
+
+    id: str
+    url: str
+    name: str = ""
+    source: str = ""
+    license: str = ""
+    interval: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not CAMERA_ID_PATTERN.fullmatch(self.id):
+            raise ValueError(
+                f"field 'id': {self.id!r} is not a valid camera id (use 1 to 64 lower-case "
+                "letters, digits, '-' or '_', starting with a letter or digit)"
+            )
+        if not isinstance(self.url, str):
+            raise ValueError(f"field 'url': expected a string, got {type(self.url).__name__}")
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"field 'url': {self.url!r} is not an http:// or https:// URL")
+        for name in ("name", "source", "license"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"field {name!r}: expected a string")
+        if self.interval is not None:
+            value = self.interval
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"field 'interval': {value!r} is not a number of seconds")
+            if not value > 0 or value == float("inf"):
+                raise ValueError(f"field 'interval': {value!r} must be a positive number")
+
+
+def load_cameras(path: str | os.PathLike) -> list[Camera]:
+    """Reads and checks a camera list (YAML with a ``cameras:`` list).
+
+    Each entry has ``id`` and ``url`` and optionally ``name``, ``source``, ``license`` and
+    ``interval`` (seconds); other keys are refused, so a typo does not go unnoticed.
+
+    Args:
+        path: The YAML file.
+
+    Returns:
+        The cameras, in file order.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: If the YAML is malformed (with its line) or an entry is invalid; the message
+            names the file, the entry's position and id, and the field.
+    """
+    file = Path(path)
+    text = file.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ValueError(f"{file}: invalid YAML{where}: {problem}") from None
+    if not isinstance(data, dict) or "cameras" not in data:
+        raise ValueError(f"{file}: expected a mapping with a 'cameras:' list at the top level.")
+    entries = data["cameras"]
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{file}: 'cameras' must be a non-empty list of camera entries.")
+    cameras: list[Camera] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        label = f"{file}: camera #{index}"
+        if not isinstance(entry, dict):
+            raise ValueError(
+                f"{label}: expected a mapping with 'id' and 'url', got {type(entry).__name__}."
+            )
+        if isinstance(entry.get("id"), str):
+            label += f" ({entry['id']!r})"
+        unknown = sorted(str(key) for key in entry if key not in CAMERA_KEYS)
+        if unknown:
+            raise ValueError(
+                f"{label}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(CAMERA_KEYS)}."
+            )
+        for required in ("id", "url"):
+            if entry.get(required) in (None, ""):
+                raise ValueError(f"{label}: field {required!r} is missing.")
+        try:
+            camera = Camera(
+                id=entry["id"],
+                url=entry["url"],
+                name=entry.get("name") or "",
+                source=entry.get("source") or "",
+                license=entry.get("license") or "",
+                interval=entry.get("interval"),
+            )
+        except ValueError as exc:
+            raise ValueError(f"{label}: {exc}.") from None
+        if camera.id in seen:
+            raise ValueError(
+                f"{label}: field 'id': {camera.id!r} is already used by camera #{seen[camera.id]}."
+            )
+        seen[camera.id] = index
+        cameras.append(camera)
+    return cameras
+
+
+@dataclass
+class ScrapeReport:
+    """What one :func:`scrape` run did.
+
+    Attributes:
+        out: The output folder.
+        manifest: The manifest file (rows of all runs so far).
+        counts: Number of fetches per outcome in this run (every outcome present, maybe 0).
+        saved: Frames saved in this run.
+        rows: The manifest rows written in this run (recovered rows included).
+        notes: What was repaired when resuming (temporary files removed, a partial manifest
+            line dropped, frames of an interrupted run recovered).
+    """
+
+    out: Path
+    manifest: Path
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    saved: list[Path] = field(default_factory=list)
+    rows: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fetches(self) -> int:
+        """Number of fetches in this run (the sum of :attr:`counts`)."""
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        """One line for the console: fetches, frames saved and the non-zero outcomes."""
+        parts = [f"{name}={count}" for name, count in self.counts.items() if count]
+        return (
+            f"{self.fetches} fetches, {len(self.saved)} frames saved in {self.out} "
+            f"({', '.join(parts) or 'nothing fetched'})"
+        )
+
+    def to_pandas(self) -> pd.DataFrame:
+        """This run's manifest rows as a DataFrame (columns :data:`MANIFEST_COLUMNS`).
+
+        Returns:
+            One row per fetch; numbers stay strings as in the CSV (empty where unknown).
+        """
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=list(MANIFEST_COLUMNS))
+
+
+# --------------------------------------------------------------------------------------------
+# Manifest and state files
+# --------------------------------------------------------------------------------------------
+
+
+def _one_line(value: Any) -> str:
+    """A manifest cell: text on one line, so that every row is exactly one line."""
+    return " ".join(str(value if value is not None else "").splitlines())
+
+
+def _format_row(row: Mapping[str, Any]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(
+        [_one_line(row.get(column, "")) for column in MANIFEST_COLUMNS]
+    )
+    return buffer.getvalue().encode("utf-8")
+
+
+def _append_durably(path: Path, data: bytes) -> None:
+    """Appends bytes with one write, then fsyncs: a kill leaves a line whole or (rarely) cut."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _prepare_manifest(path: Path) -> tuple[list[dict[str, str]], list[str]]:
+    """Reads the manifest (creating it with its header), dropping a partial last line.
+
+    Returns:
+        The rows and notes on what was repaired.
+
+    Raises:
+        ValueError: If the file has other columns or a malformed row.
+    """
+    header = _format_row({column: column for column in MANIFEST_COLUMNS})
+    notes: list[str] = []
+    data = path.read_bytes() if path.is_file() else b""
+    if data and not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+        with path.open("r+b") as handle:
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
+        notes.append(f"dropped a partial last line ({len(data) - keep} bytes) of {path}")
+        data = data[:keep]
+    if not data:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _append_durably(path, header)
+        return [], notes
+    reader = csv.reader(io.StringIO(data.decode("utf-8")))
+    columns = next(reader)
+    if tuple(columns) != MANIFEST_COLUMNS:
+        raise ValueError(
+            f"{path}: has columns {', '.join(columns)}; expected {', '.join(MANIFEST_COLUMNS)}. "
+            "Use a new output folder, or move the old manifest away."
+        )
+    rows = []
+    for number, cells in enumerate(reader, start=2):
+        if len(cells) != len(MANIFEST_COLUMNS):
+            raise ValueError(
+                f"{path}:{number}: expected {len(MANIFEST_COLUMNS)} values, got {len(cells)}."
+            )
+        rows.append(dict(zip(MANIFEST_COLUMNS, cells, strict=True)))
+    return rows, notes
+
+
+def _remove_stale_temporaries(out: Path) -> list[str]:
+    """Removes ``.*.tmp`` files that an atomic write killed half-way left behind."""
+    notes = []
+    for folder in [out, *(p for p in out.iterdir() if p.is_dir())]:
+        for stale in folder.glob(".*.tmp"):
+            if stale.is_file():
+                stale.unlink()
+                notes.append(f"removed {stale} left by an interrupted write")
+    return notes
+
+
+def _read_state(path: Path) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """The ``ETag`` / ``Last-Modified`` per camera; an unreadable file is ignored with a note."""
+    if not path.is_file():
+        return {}, []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        cameras = data["cameras"]
+        if data.get("version") != _STATE_VERSION or not isinstance(cameras, dict):
+            raise ValueError(f"unsupported state version {data.get('version')!r}")
+        clean = {
+            str(cid): {k: str(v) for k, v in entry.items() if isinstance(v, str)}
+            for cid, entry in cameras.items()
+            if isinstance(entry, dict)
+        }
+    except (ValueError, KeyError, TypeError) as exc:
+        return {}, [f"ignored unreadable {path} ({exc}); images are downloaded again once"]
+    return clean, []
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# --------------------------------------------------------------------------------------------
+# Politeness: per-host pacing and robots.txt
+# --------------------------------------------------------------------------------------------
+
+
+class _HostPacer:
+    """Spaces the starts of requests to one host by at least ``delay`` seconds, across threads."""
+
+    def __init__(self, delay: float) -> None:
+        self._delay = delay
+        self._lock = threading.Lock()
+        self._next: dict[str, float] = {}
+
+    def wait(self, host: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next.get(host, now))
+            self._next[host] = start + self._delay
+        if start > now:
+            time.sleep(start - now)
+
+
+@dataclass
+class _Options:
+    user_agent: str
+    timeout: float
+    retries: int
+    backoff: float
+    max_bytes: int
+
+
+class _Robots:
+    """robots.txt per host, fetched once per run with the scraper's session and User-Agent."""
+
+    def __init__(self, session: requests.Session, pacer: _HostPacer, options: _Options) -> None:
+        self._session = session
+        self._pacer = pacer
+        self._options = options
+        self._lock = threading.Lock()
+        self._host_locks: dict[str, threading.Lock] = {}
+        self._parsers: dict[str, urllib.robotparser.RobotFileParser] = {}
+
+    def allowed(self, url: str) -> tuple[bool, str]:
+        """Whether ``url`` may be fetched, and why not when it may not."""
+        parts = urlsplit(url)
+        root = f"{parts.scheme}://{parts.netloc}"
+        with self._lock:
+            host_lock = self._host_locks.setdefault(root, threading.Lock())
+        with host_lock:
+            if root not in self._parsers:
+                self._parsers[root] = self._fetch(root)
+        parser = self._parsers[root]
+        if parser.can_fetch(self._options.user_agent, url):
+            return True, ""
+        if parser.disallow_all:
+            return False, f"{root}/robots.txt could not be read (server error): not fetching"
+        return False, f"{root}/robots.txt disallows this URL for our User-Agent"
+
+    def _fetch(self, root: str) -> urllib.robotparser.RobotFileParser:
+        parser = urllib.robotparser.RobotFileParser(f"{root}/robots.txt")
+        self._pacer.wait(urlsplit(root).netloc.lower())
+        try:
+            with self._session.get(
+                f"{root}/robots.txt",
+                headers={"User-Agent": self._options.user_agent},
+                timeout=self._options.timeout,
+                stream=True,
+            ) as response:
+                status = response.status_code
+                if status >= 500:
+                    parser.disallow_all = True
+                elif not 200 <= status < 300:
+                    parser.allow_all = True  # 4xx (or a redirect loop's end): no rules published
+                else:
+                    body = b""
+                    for chunk in response.iter_content(chunk_size=CHUNK_BYTES):
+                        body += chunk
+                        if len(body) >= MAX_ROBOTS_BYTES:
+                            break
+                    parser.parse(body[:MAX_ROBOTS_BYTES].decode("utf-8", "replace").splitlines())
+        except requests.exceptions.RequestException:
+            parser.allow_all = True  # unreachable robots.txt: no rules were published
+        return parser
+
+
+# --------------------------------------------------------------------------------------------
+# Downloading
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Fetch:
+    """Result of one fetch (retries included): an outcome, or a body to look at."""
+
+    outcome: str | None  # None: a 2xx body is in ``body``
+    status: int | None = None
+    body: bytes | None = None
+    nbytes: int | None = None
+    etag: str = ""
+    last_modified: str = ""
+    error: str = ""
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds asked for by a ``Retry-After`` header (seconds or HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - _utc_now()).total_seconds())
+
+
+def _is_read_timeout(exc: BaseException) -> bool:
+    """requests reports a read timeout during streaming as a ConnectionError: find it."""
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, (urllib3.exceptions.ReadTimeoutError, TimeoutError)):
+            return True
+        stack.extend([*item.args, item.__cause__, item.__context__])
+    return False
+
+
+def _read_body(response: requests.Response, options: _Options, started: float) -> _Fetch:
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > options.max_bytes:
+        return _Fetch(
+            "too_large",
+            response.status_code,
+            nbytes=int(declared),
+            error=f"Content-Length {int(declared):,} is more than max_bytes={options.max_bytes:,}",
+        )
+    deadline = started + options.timeout * DOWNLOAD_TIME_FACTOR
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=CHUNK_BYTES):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > options.max_bytes:
+            return _Fetch(
+                "too_large",
+                response.status_code,
+                nbytes=size,
+                error=f"stopped after {size:,} bytes: more than max_bytes={options.max_bytes:,}",
+            )
+        if time.monotonic() > deadline:
+            return _Fetch(
+                "timeout",
+                response.status_code,
+                nbytes=size,
+                error=f"download not finished within {options.timeout * DOWNLOAD_TIME_FACTOR:g} s",
+            )
+    body = b"".join(chunks)
+    return _Fetch(
+        None,
+        response.status_code,
+        body=body,
+        nbytes=len(body),
+        etag=response.headers.get("ETag", ""),
+        last_modified=response.headers.get("Last-Modified", ""),
+    )
+
+
+def _request_once(
+    session: requests.Session, url: str, headers: dict[str, str], options: _Options
+) -> tuple[_Fetch, float | None]:
+    """One HTTP request; returns the result and the server's ``Retry-After`` (seconds)."""
+    started = time.monotonic()
+    try:
+        with session.get(url, headers=headers, timeout=options.timeout, stream=True) as response:
+            status = response.status_code
+            if status == 304:
+                fetch = _Fetch(
+                    "not_modified",
+                    status,
+                    nbytes=0,
+                    etag=response.headers.get("ETag", ""),
+                    last_modified=response.headers.get("Last-Modified", ""),
+                )
+                return fetch, None
+            if not 200 <= status < 300:
+                error = f"HTTP {status} {response.reason or ''}".strip()
+                return _Fetch("http_error", status, error=error), _retry_after(
+                    response.headers.get("Retry-After")
+                )
+            return _read_body(response, options, started), None
+    except requests.exceptions.Timeout:
+        return _Fetch("timeout", error=f"no response within {options.timeout:g} s"), None
+    except requests.exceptions.TooManyRedirects as exc:
+        return _Fetch("http_error", error=f"too many redirects ({exc})"), None
+    except requests.exceptions.RequestException as exc:
+        if _is_read_timeout(exc):
+            return _Fetch("timeout", error=f"no data for {options.timeout:g} s"), None
+        return _Fetch("connection_error", error=f"{type(exc).__name__}: {exc}"), None
+
+
+def _download(
+    session: requests.Session,
+    url: str,
+    headers: dict[str, str],
+    options: _Options,
+    pacer: _HostPacer,
+) -> _Fetch:
+    """Fetches ``url`` with bounded retries and exponential backoff."""
+    host = urlsplit(url).netloc.lower()
+    tries = 0
+    while True:
+        pacer.wait(host)
+        fetch, retry_after = _request_once(session, url, headers, options)
+        tries += 1
+        retryable = fetch.outcome in ("timeout", "connection_error") or (
+            fetch.outcome == "http_error"
+            and fetch.status is not None
+            and (fetch.status >= 500 or fetch.status == 429)
+        )
+        if not retryable or tries > options.retries:
+            break
+        delay = options.backoff * 2 ** (tries - 1)
+        if retry_after is not None:
+            if retry_after > MAX_RETRY_AFTER:
+                fetch.error += f"; Retry-After {retry_after:g} s is too long to wait"
+                break
+            delay = max(delay, retry_after)
+        time.sleep(delay)
+    if tries > 1 and fetch.error:
+        fetch.error += f" (after {tries} tries)"
+    return fetch
+
+
+# --------------------------------------------------------------------------------------------
+# Deciding and recording
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Frame:
+    """A decoded response: its hashes and whether it is blank."""
+
+    sha256: str
+    phash: imagehash.ImageHash
+    blank: bool
+    suffix: str
+
+
+def _analyse(body: bytes) -> tuple[_Frame | None, str, str]:
+    """Decodes a body: ``(frame, "", "")`` or ``(None, outcome, reason)``."""
+    try:
+        image = decode_image(body)
+    except ImageError as exc:
+        outcome = "not_image" if sniff_type(body) is None else "bad_image"
+        return None, outcome, str(exc)
+    kind = sniff_type(body) or "jpeg"
+    frame = _Frame(
+        sha256=hashlib.sha256(body).hexdigest(),
+        phash=perceptual_hash(image),
+        blank=is_blank(image),
+        suffix=_TYPE_SUFFIXES.get(kind, ".jpg"),
+    )
+    return frame, "", ""
+
+
+class _Store:
+    """The output folder: manifest, state file, saved frames and each camera's last frame.
+
+    All decisions that compare frames and all writes happen under one lock; downloads and
+    decoding happen outside it, in parallel.
+    """
+
+    def __init__(self, out: Path, cameras: Sequence[Camera], report: ScrapeReport) -> None:
+        self.out = out
+        self.manifest = out / MANIFEST_NAME
+        self.state_file = out / STATE_NAME
+        self.report = report
+        self._lock = threading.Lock()
+        self._cameras = {camera.id: camera for camera in cameras}
+        self._last: dict[str, tuple[str, imagehash.ImageHash | None]] = {}
+        self._hash_cameras: dict[str, set[str]] = {}
+        report.notes.extend(_remove_stale_temporaries(out))
+        rows, notes = _prepare_manifest(self.manifest)
+        report.notes.extend(notes)
+        for row in rows:
+            self._remember(row)
+        self._recover_orphans({row["image"] for row in rows if row["image"]})
+        self._validators, notes = _read_state(self.state_file)
+        report.notes.extend(notes)
+        for cid in list(self._validators):
+            camera = self._cameras.get(cid)
+            if camera is not None and self._validators[cid].get("url") != camera.url:
+                del self._validators[cid]  # the URL changed: its validators mean nothing now
+
+    def _remember(self, row: Mapping[str, str]) -> None:
+        """Updates the last frame of a camera and the cross-camera hashes from a row."""
+        if row["outcome"] not in ("saved", "placeholder") or not row["phash"]:
+            return
+        try:
+            phash = imagehash.hex_to_hash(row["phash"])
+        except ValueError:
+            phash = None
+        self._hash_cameras.setdefault(row["phash"], set()).add(row["camera_id"])
+        if row["outcome"] == "saved":
+            self._last[row["camera_id"]] = (row["sha256"], phash)
+
+    def _recover_orphans(self, known: set[str]) -> None:
+        """Adds manifest rows for frames saved by a run killed before it wrote their row."""
+        for cid, camera in self._cameras.items():
+            folder = self.out / cid
+            if not folder.is_dir():
+                continue
+            for file in sorted(folder.iterdir()):
+                relative = file.relative_to(self.out).as_posix()
+                if (
+                    file.name.startswith(".")
+                    or file.suffix.lower() not in SUFFIX_TYPES
+                    or relative in known
+                    or not file.is_file()
+                ):
+                    continue
+                body = file.read_bytes()
+                frame, _, reason = _analyse(body)
+                if frame is None:
+                    self.report.notes.append(f"left {file} alone: not a usable image ({reason})")
+                    continue
+                try:
+                    stamp = datetime.strptime(file.stem[:16], FILE_TIME_FORMAT)
+                    when = stamp.replace(tzinfo=timezone.utc)
+                except ValueError:
+                    when = datetime.fromtimestamp(file.stat().st_mtime, timezone.utc)
+                row = self._row(camera, when, "saved", sha256=frame.sha256, phash=frame.phash)
+                row.update(image=relative, bytes=str(len(body)))
+                row["error"] = "recovered: saved by an interrupted run before its row was written"
+                self._write_row(row)
+                self._remember(row)
+                self.report.saved.append(file)
+                self.report.notes.append(f"recovered {file} saved by an interrupted run")
+
+    def conditional_headers(self, camera: Camera) -> dict[str, str]:
+        with self._lock:
+            known = self._validators.get(camera.id, {})
+        headers = {}
+        if known.get("etag"):
+            headers["If-None-Match"] = known["etag"]
+        if known.get("last_modified"):
+            headers["If-Modified-Since"] = known["last_modified"]
+        return headers
+
+    def _row(
+        self,
+        camera: Camera,
+        when: datetime,
+        outcome: str,
+        *,
+        status: int | None = None,
+        nbytes: int | None = None,
+        sha256: str = "",
+        phash: imagehash.ImageHash | None = None,
+        error: str = "",
+    ) -> dict[str, str]:
+        return {
+            "image": "",
+            "camera_id": camera.id,
+            "timestamp": when.strftime(MANIFEST_TIME_FORMAT),
+            "source": camera.source,
+            "condition": "unknown",
+            "split": "",
+            "url": camera.url,
+            "outcome": outcome,
+            "http_status": "" if status is None else str(status),
+            "bytes": "" if nbytes is None else str(nbytes),
+            "sha256": sha256,
+            "phash": "" if phash is None else str(phash),
+            "error": error,
+        }
+
+    def _write_row(self, row: dict[str, str]) -> None:
+        _append_durably(self.manifest, _format_row(row))
+        self.report.rows.append(row)
+
+    def _frame_path(self, camera: Camera, when: datetime, suffix: str) -> Path:
+        stem = when.strftime(FILE_TIME_FORMAT)
+        path = self.out / camera.id / f"{stem}{suffix}"
+        number = 1
+        while path.exists():
+            path = self.out / camera.id / f"{stem}-{number}{suffix}"
+            number += 1
+        return path
+
+    def _classify(self, camera: Camera, frame: _Frame) -> tuple[str, str]:
+        if frame.blank:
+            return "placeholder", "uniform image (camera offline?)"
+        others = self._hash_cameras.get(str(frame.phash), set()) - {camera.id}
+        if len(others) + 1 >= PLACEHOLDER_MIN_CAMERAS:
+            names = ", ".join(sorted(others))
+            return "placeholder", f"same perceptual hash as frames of camera(s) {names}"
+        last_sha, last_hash = self._last.get(camera.id, ("", None))
+        if frame.sha256 == last_sha:
+            return "duplicate", ""
+        if last_hash is not None and is_near_duplicate(frame.phash, last_hash):
+            distance = frame.phash - last_hash
+            return "near_duplicate", f"{distance} bits from the camera's last saved frame"
+        return "saved", ""
+
+    def record(
+        self, camera: Camera, fetch: _Fetch, frame: _Frame | None, when: datetime
+    ) -> dict[str, str]:
+        """Decides the outcome of a fetch, saves a new frame, appends its manifest row."""
+        with self._lock:
+            if frame is None:
+                row = self._row(
+                    camera,
+                    when,
+                    fetch.outcome or "bad_image",
+                    status=fetch.status,
+                    nbytes=fetch.nbytes,
+                    error=fetch.error,
+                )
+            else:
+                outcome, reason = self._classify(camera, frame)
+                row = self._row(
+                    camera,
+                    when,
+                    outcome,
+                    status=fetch.status,
+                    nbytes=fetch.nbytes,
+                    sha256=frame.sha256,
+                    phash=frame.phash,
+                    error=reason,
+                )
+                if outcome == "saved":
+                    assert fetch.body is not None
+                    path = atomic_write_bytes(
+                        self._frame_path(camera, when, frame.suffix), fetch.body
+                    )
+                    row["image"] = path.relative_to(self.out).as_posix()
+                    self.report.saved.append(path)
+            self._write_row(row)
+            self._remember(row)
+            self.report.counts[row["outcome"]] += 1
+            changed = fetch.etag or fetch.last_modified
+            if changed and (row["outcome"] in IMAGE_OUTCOMES or row["outcome"] == "not_modified"):
+                self._validators[camera.id] = {
+                    "url": camera.url,
+                    "etag": fetch.etag,
+                    "last_modified": fetch.last_modified,
+                }
+                atomic_write_json(
+                    self.state_file, {"version": _STATE_VERSION, "cameras": self._validators}
+                )
+            return row
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    session: requests.Session
+    options: _Options
+    pacer: _HostPacer
+    robots: _Robots
+    store: _Store
+
+
+def _fetch_camera(camera: Camera, ctx: _Context) -> dict[str, str]:
+    """One fetch of one camera: robots check, download, decode, record."""
+    allowed, reason = ctx.robots.allowed(camera.url)
+    if not allowed:
+        return ctx.store.record(camera, _Fetch("robots_disallowed", error=reason), None, _utc_now())
+    headers = {"User-Agent": ctx.options.user_agent, **ctx.store.conditional_headers(camera)}
+    fetch = _download(ctx.session, camera.url, headers, ctx.options, ctx.pacer)
+    when = _utc_now()
+    frame = None
+    if fetch.outcome is None:
+        assert fetch.body is not None
+        frame, outcome, reason = _analyse(fetch.body)
+        if frame is None:
+            fetch.outcome, fetch.error = outcome, reason
+    return ctx.store.record(camera, fetch, frame, when)
+
+
+def _check_arguments(cameras: Sequence[Camera], numbers: Mapping[str, tuple[float, float]]) -> None:
+    for name, (value, minimum) in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+            raise ValueError(f"scrape(): {name}={value!r} must be a number >= {minimum:g}.")
+    if not cameras:
+        raise ValueError("scrape(): the camera list is empty.")
+    strays = [type(camera).__name__ for camera in cameras if not isinstance(camera, Camera)]
+    if strays:
+        raise TypeError(f"scrape(): expected Camera objects, got {', '.join(sorted(set(strays)))}.")
+    ids = Counter(camera.id for camera in cameras)
+    repeated = sorted(cid for cid, count in ids.items() if count > 1)
+    if repeated:
+        raise ValueError(f"scrape(): camera id(s) used more than once: {', '.join(repeated)}.")
+
+
+def scrape(
+    cameras: Sequence[Camera] | str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    rounds: int = 1,
+    interval: float = 60.0,
+    user_agent: str = DEFAULT_USER_AGENT,
+    timeout: float = 10.0,
+    retries: int = 2,
+    backoff: float = 1.0,
+    max_bytes: int = 10_000_000,
+    per_host_delay: float = 1.0,
+    concurrency: int = 4,
+    progress: bool = True,
+    session: requests.Session | None = None,
+) -> ScrapeReport:
+    """Fetches every camera ``rounds`` times and keeps the new, valid frames.
+
+    Cameras are fetched concurrently (one task per camera and round); a camera's next fetch
+    starts ``interval`` seconds (or the camera's own ``interval``) after its previous one
+    started. Requests to one host stay ``per_host_delay`` seconds apart whatever the
+    concurrency, and ``robots.txt`` is honoured (an unreachable or 4xx ``robots.txt`` allows
+    everything; a 5xx one forbids the host for this run). See the module docstring for the
+    outcomes and how a killed run is resumed.
+
+    Args:
+        cameras: The cameras, or the path of a camera YAML file (see :func:`load_cameras`).
+        out: Output folder; frames go to ``out/<camera id>/``, rows to ``out/manifest.csv``.
+        rounds: Fetches per camera (at least 1).
+        interval: Seconds between two fetches of a camera without its own ``interval``.
+        user_agent: The User-Agent header; keep a contact address in it.
+        timeout: Seconds to wait for a connection and for each read.
+        retries: Extra tries after a timeout, connection error, 5xx or 429.
+        backoff: Seconds before the first retry; doubled for each further retry.
+        max_bytes: Largest response body; a larger one is dropped unsaved (``too_large``).
+        per_host_delay: Least seconds between the starts of two requests to one host.
+        concurrency: Threads fetching at the same time.
+        progress: Show a tqdm progress bar.
+        session: A ``requests.Session`` to use (for proxies, adapters, tests); by default a
+            new one, closed at the end.
+
+    Returns:
+        The report: counts per outcome, saved frames and this run's manifest rows.
+
+    Raises:
+        ValueError: If an argument is out of range, camera ids repeat, the camera file is
+            invalid, or ``out`` holds a manifest with other columns.
+        TypeError: If ``cameras`` holds something other than :class:`Camera` objects.
+        OSError: If the output folder cannot be written.
+    """
+    if not isinstance(cameras, Sequence) or isinstance(cameras, str):
+        cameras = load_cameras(cameras)
+    if isinstance(rounds, bool) or not isinstance(rounds, int):
+        raise ValueError(f"scrape(): rounds={rounds!r} must be a whole number >= 1.")
+    _check_arguments(
+        cameras,
+        {
+            "rounds": (rounds, 1),
+            "interval": (interval, 0),
+            "timeout": (timeout, 1e-3),
+            "retries": (retries, 0),
+            "backoff": (backoff, 0),
+            "max_bytes": (max_bytes, 1),
+            "per_host_delay": (per_host_delay, 0),
+            "concurrency": (concurrency, 1),
+        },
+    )
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    report = ScrapeReport(out=folder, manifest=folder / MANIFEST_NAME)
+    store = _Store(folder, cameras, report)
+    own_session = session is None
+    if session is None:
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=concurrency, pool_maxsize=concurrency)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+    options = _Options(user_agent, float(timeout), int(retries), float(backoff), int(max_bytes))
+    pacer = _HostPacer(float(per_host_delay))
+    ctx = _Context(session, options, pacer, _Robots(session, pacer, options), store)
+    gaps = {c.id: (c.interval if c.interval is not None else float(interval)) for c in cameras}
+    remaining = dict.fromkeys(gaps, rounds)
+    due = dict.fromkeys(gaps, time.monotonic())
+    running: dict[Future[dict[str, str]], Camera] = {}
+    bar = tqdm(total=rounds * len(cameras), desc="scrape", unit="fetch", disable=not progress)
+    executor = ThreadPoolExecutor(max_workers=int(concurrency), thread_name_prefix="tcv-scrape")
+    try:
+        while running or any(remaining.values()):
+            now = time.monotonic()
+            busy = {camera.id for camera in running.values()}
+            for camera in cameras:
+                if remaining[camera.id] and camera.id not in busy and due[camera.id] <= now:
+                    remaining[camera.id] -= 1
+                    due[camera.id] = now + gaps[camera.id]
+                    running[executor.submit(_fetch_camera, camera, ctx)] = camera
+                    busy.add(camera.id)
+            waiting = [due[c.id] for c in cameras if remaining[c.id] and c.id not in busy]
+            pause = max(0.0, min(waiting) - time.monotonic()) if waiting else None
+            if running:
+                done, _ = wait(list(running), timeout=pause, return_when=FIRST_COMPLETED)
+                for future in done:
+                    running.pop(future)
+                    future.result()
+                    bar.update(1)
+                    bar.set_postfix(saved=report.counts["saved"], refresh=False)
+            elif pause:
+                time.sleep(pause)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+        if own_session:
+            session.close()
+    return report
