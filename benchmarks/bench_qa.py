@@ -34,7 +34,7 @@ def _frame(rng: np.random.Generator) -> Image.Image:
     """A 640x360 frame: an upscaled coarse random pattern plus fine noise."""
     coarse = rng.integers(0, 256, (9, 16, 3), dtype=np.uint8)
     base = np.asarray(Image.fromarray(coarse).resize(SIZE, Image.Resampling.BICUBIC))
-    noise = rng.normal(0, 12, (SIZE[1], SIZE[0], 3))
+    noise = rng.integers(-20, 21, (SIZE[1], SIZE[0], 3), dtype=np.int16)
     return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
 
 

@@ -23,7 +23,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        result = generate_dataset(tmp, images=args.images, cameras=8, sequences=0, workers=args.workers)
+        result = generate_dataset(
+            tmp, images=args.images, cameras=8, sequences=0, workers=args.workers
+        )
         seconds = time.perf_counter() - start
     per_minute = args.images / seconds * 60
     boxes = sum(result.boxes.values())

@@ -184,3 +184,92 @@ def data_roboflow(
     except (DatasetUnavailable, ValueError) as exc:
         _fail(str(exc), code=1)
     typer.echo(f"Downloaded {source} to {path}")
+
+
+@data_app.command("check")
+def data_check(
+    root: Annotated[Path, typer.Argument(help="Dataset folder (with data.yaml) or its data.yaml.")],
+    fix: Annotated[
+        Path | None,
+        typer.Option("--fix", help="Write a cleaned copy here (the original is untouched)."),
+    ] = None,
+    near_duplicates: Annotated[bool, typer.Option(help="Look for near-duplicate frames.")] = True,
+) -> None:
+    """Label and image QA: every problem with its file and line; exit 1 when there are errors."""
+    from tcv_helpers.qa import check_dataset, fix_dataset
+
+    progress = sys.stderr.isatty()
+    try:
+        report = check_dataset(root, near_duplicates=near_duplicates, progress=progress)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    if report.issues:
+        typer.echo(report.format())
+    typer.echo(report.summary())
+    if fix is not None:
+        try:
+            fixed = fix_dataset(
+                root, fix, report=report, near_duplicates=near_duplicates, progress=progress
+            )
+        except (ValueError, FileExistsError) as exc:
+            _fail(str(exc))
+        typer.echo(f"Cleaned copy in {fix}: {fixed.summary()}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@data_app.command("convert")
+def data_convert(
+    src: Annotated[Path, typer.Argument(help="Source dataset folder.")],
+    dst: Annotated[Path, typer.Argument(help="Destination folder (separate from the source).")],
+    from_format: Annotated[str, typer.Option("--from", help="yolo, coco, voc, labelme or cvat.")],
+    to_format: Annotated[str, typer.Option("--to", help="yolo, coco, voc, labelme or cvat.")],
+    copy_images: Annotated[bool, typer.Option(help="Copy the images into the destination.")] = True,
+) -> None:
+    """Convert labels between YOLO, COCO, Pascal VOC, LabelMe and CVAT (the source is never changed)."""
+    from tcv_helpers.formats import convert
+
+    try:
+        labels = convert(
+            src, dst, src_format=from_format, dst_format=to_format, copy_images=copy_images
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    boxes = sum(labels.box_counts().values())
+    typer.echo(
+        f"Converted {len(labels)} images, {boxes} boxes, {from_format} -> {to_format}: {dst}"
+    )
+
+
+@data_app.command("scrape")
+def data_scrape(
+    cameras: Annotated[
+        Path, typer.Option(help="Camera list (YAML: id, url, name, source, license, interval).")
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Folder for <camera id>/<UTC time>.jpg and manifest.csv.")
+    ],
+    interval: Annotated[float, typer.Option(help="Seconds between fetches of one camera.")] = 60.0,
+    rounds: Annotated[int, typer.Option(help="How many times to fetch every camera.")] = 1,
+    per_host_delay: Annotated[
+        float, typer.Option(help="Seconds between requests to one host.")
+    ] = 1.0,
+) -> None:
+    """Polite, resumable snapshot collection from public camera URLs (run it again to resume)."""
+    from tcv_helpers.scrape import scrape
+
+    try:
+        report = scrape(
+            cameras, out, rounds=rounds, interval=interval, per_host_delay=per_host_delay,
+            progress=sys.stderr.isatty(),
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail(
+            f"stopped; what was fetched is in {out / 'manifest.csv'}; run the same command to resume.",
+            code=130,
+        )
+    for note in report.notes:
+        typer.echo(note)
+    typer.echo(report.summary())

@@ -29,6 +29,8 @@ and errors that name the file and annotation) and its annotations are built by s
 Pascal VOC objects are read and written by supervision (integer pixels, its devkit convention is
 exact for them). LabelMe shapes are written by supervision and read here (its reader is float32);
 CVAT has no supervision support and is written here with ``xml.etree``.
+
+Images are copied (not hard-linked), so editing a converted dataset never reaches the source.
 """
 
 from __future__ import annotations
@@ -169,15 +171,22 @@ class LabelSet:
 
     Attributes:
         classes: Class names; a detection's ``class_id`` indexes this list.
-        images: The images, in order (splits in :data:`SPLIT_ORDER`, then by file name, for the
-            sets :func:`read_labels` returns).
+        images: The images, in order. :func:`read_labels` gives splits in :data:`SPLIT_ORDER`;
+            within a split, per-image formats (YOLO, VOC, LabelMe) sort by file name and COCO and
+            CVAT keep their file's order, so writing and reading back keeps the order.
         root: The folder image paths are relative to, or None for a set built in memory whose
-            image paths are absolute (or whose images are not copied).
+            image paths are absolute or relative to the working folder.
     """
 
     classes: list[str]
     images: list[LabeledImage]
     root: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.classes = [str(name) for name in self.classes]
+        self.images = list(self.images)
+        if self.root is not None:
+            self.root = Path(self.root)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -686,7 +695,9 @@ def yolo_lines(image: LabeledImage) -> list[str]:
         image: The image with its boxes.
 
     Returns:
-        One line per box, in order, numbers as :func:`format_yolo_number` writes them.
+        One line per box, in order, numbers as :func:`format_yolo_number` writes them. Centre
+        and size are rounded separately, so an edge on the image border may cross it by less
+        than 1e-6 of the image size when read back.
 
     Example:
         >>> yolo_lines(LabeledImage("a.jpg", 100, 50, make_detections([[0, 0, 50, 50]], [1])))
@@ -805,11 +816,11 @@ def _yolo_sources(yaml_file: Path, data: dict[str, Any], base: Path) -> list[tup
             continue
         for value in values if isinstance(values, list) else [values]:
             location = _resolve_yolo_dir(base, str(value), yaml_file, key)
-            if location.is_file():  # a .txt list of images, relative to the dataset root
+            if location.is_file():  # a .txt list of images, as Ultralytics reads it
                 listed = [
-                    base / ln.strip()
-                    for ln in location.read_text(encoding="utf-8").splitlines()
-                    if ln.strip()
+                    location.parent / ln[2:] if ln.startswith("./") else base / ln
+                    for ln in (x.strip() for x in location.read_text(encoding="utf-8").splitlines())
+                    if ln
                 ]
                 files = [(key, p) for p in listed]
             else:
@@ -907,7 +918,9 @@ def _coco_files(src: Path) -> list[tuple[str, Path]]:
         files = [src]
     else:
         folder = src / "annotations"
-        files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+        files = sorted(folder.glob("instances_*.json")) if folder.is_dir() else []
+        if not files and folder.is_dir():  # other names: every JSON file is one split
+            files = sorted(folder.glob("*.json"))
         if not files:
             raise FileNotFoundError(
                 f"no COCO annotation files in {folder} (annotations/instances_<split>.json)."
@@ -1306,3 +1319,40 @@ def _write_cvat(labelset: LabelSet, root: Path, copy_images: bool) -> None:
             }
             ET.SubElement(node, "box", attributes)
     atomic_write_bytes(root / CVAT_FILE, _indent_xml(annotations))
+
+
+def image_class_counts(labelset: LabelSet) -> list[Counter[str]]:
+    """Boxes per class name of every image, in :attr:`LabelSet.images` order (for splitting)."""
+    return [
+        Counter(labelset.classes[int(c)] for c in image.detections.class_id)
+        for image in labelset.images
+    ]
+
+
+def round_trip(src: str | os.PathLike, dst: str | os.PathLike, fmt: str) -> dict[str, object]:
+    """Converts a YOLO dataset to ``fmt`` (labels only) and reads it back, measuring the loss.
+
+    Args:
+        src: A YOLO dataset.
+        dst: Where to write the converted labels (replaced if it exists).
+        fmt: Target format.
+
+    Returns:
+        ``format``, ``files`` written and ``max_box_error_px``: the largest difference of any box
+        coordinate after the round trip.
+    """
+    import shutil
+
+    target = Path(dst)
+    if target.exists():
+        shutil.rmtree(target)
+    original = read_labels(src, "yolo")
+    convert(src, target, src_format="yolo", dst_format=fmt, copy_images=False)
+    back = {image.file_name: image for image in read_labels(target, fmt).images}
+    worst = 0.0
+    for image in original.images:
+        other = back[image.file_name]
+        if len(image.detections):
+            worst = max(worst, float(np.abs(image.detections.xyxy - other.detections.xyxy).max()))
+    files = sum(1 for p in target.rglob("*") if p.is_file())
+    return {"format": normalize_format(fmt), "files": files, "max_box_error_px": round(worst, 4)}

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
-from tcv_helpers.data import IMAGE_SUFFIXES
+from tcv_helpers.data import IMAGE_SUFFIXES, label_path_for
 from tcv_helpers.imaging import (
     NEAR_DUPLICATE_DISTANCE,
     SUFFIX_TYPES,
@@ -263,24 +263,6 @@ class _LabelResult:
     issues: list[Issue]
     classes: list[int]
     fixed_lines: list[str]
-
-
-def label_path_for(image: str | os.PathLike) -> Path:
-    """The label file of an image by Ultralytics' rule.
-
-    The last ``/images/`` component of the path becomes ``/labels/`` and the suffix ``.txt``;
-    a path without ``/images/`` keeps its folder (the label sits next to the image).
-
-    Args:
-        image: Path of the image.
-
-    Returns:
-        Path of its label file.
-    """
-    text = str(image)
-    marker, replacement = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
-    text = replacement.join(text.rsplit(marker, 1))
-    return Path(text.rsplit(".", 1)[0] + ".txt")
 
 
 def _labels_dir_for(images_dir: Path) -> Path:
@@ -657,7 +639,8 @@ def _check_label_text(text: str, file: str, n_classes: int) -> _LabelResult:
         line = _clip_line(cls, coords, polygon) if needs_clip else raw.strip()
         if line is not None:
             fixed.append((cls, _clipped_box(box), line))
-    for later, earlier in _duplicates([(c, b) for _, c, b, _ in good]).items():
+    duplicate_good = _duplicates([(c, b) for _, c, b, _ in good])
+    for later, earlier in duplicate_good.items():
         issues.append(
             _issue(
                 "duplicate_box",
@@ -668,7 +651,6 @@ def _check_label_text(text: str, file: str, n_classes: int) -> _LabelResult:
         )
     duplicate_fixed = _duplicates([(c, b) for c, b, _ in fixed])
     fixed_lines = [line for k, (_, _, line) in enumerate(fixed) if k not in duplicate_fixed]
-    duplicate_good = _duplicates([(c, b) for _, c, b, _ in good])
     classes = [c for k, (_, c, _, _) in enumerate(good) if k not in duplicate_good]
     return _LabelResult(issues=issues, classes=classes, fixed_lines=fixed_lines)
 
@@ -1100,3 +1082,77 @@ def fix_dataset(
 def _is_within(path: Path, base: Path) -> bool:
     resolved = path.resolve()
     return resolved == base or base in resolved.parents
+
+
+def plant_defects(root: str | os.PathLike, out: str | os.PathLike) -> dict[str, str]:
+    """Copies a YOLO dataset and plants one defect of each common kind in the copy.
+
+    For teaching and testing label QA: the copy has a truncated, an empty and a mislabelled
+    image file, malformed, non-numeric, NaN, out-of-range, outside, zero-area and duplicate label
+    lines, an orphan label, an image without labels and a frame copied into another split. The
+    original is only read.
+
+    Args:
+        root: A dataset with at least two train images (``images/train``, ``labels/train``) and
+            one val image, in the Ultralytics layout that ``tcv data synth`` writes.
+        out: Where to write the copy (must not exist yet).
+
+    Returns:
+        Each planted kind with the file (relative to ``out``) that holds it.
+
+    Raises:
+        FileExistsError: If ``out`` exists.
+        ValueError: If the dataset has too few images to plant everything.
+    """
+    import shutil
+
+    src, dst = Path(root), Path(out)
+    if dst.exists():
+        raise FileExistsError(f"{dst} exists; plant_defects writes a fresh copy.")
+    train = sorted((src / "images" / "train").glob("*.jpg"))
+    val = sorted((src / "images" / "val").glob("*.jpg"))
+    if len(train) < 8 or not val:
+        raise ValueError(f"{src}: need at least 8 train images and 1 val image to plant defects.")
+    shutil.copytree(src, dst)
+    config = yaml.safe_load((dst / "data.yaml").read_text(encoding="utf-8"))
+    if "path" in config:  # the copy must describe itself, not the original
+        config["path"] = str(dst.resolve())
+        atomic_write_text(dst / "data.yaml", yaml.safe_dump(config, sort_keys=False))
+    images = [dst / "images" / "train" / p.name for p in train]
+    labels = [label_path_for(p) for p in images]
+    planted: dict[str, str] = {}
+
+    def rel(path: Path) -> str:
+        return path.relative_to(dst).as_posix()
+
+    data = images[0].read_bytes()
+    atomic_write_bytes(images[0], data[: len(data) // 2])
+    planted["truncated_image"] = rel(images[0])
+    atomic_write_bytes(images[1], b"")
+    planted["empty_file"] = rel(images[1])
+    atomic_write_text(images[2], "<html><body>camera offline</body></html>")
+    planted["corrupt_image"] = rel(images[2])
+    bad_lines = {
+        "malformed_line": "0 0.5 0.5 0.1",
+        "non_numeric": "car 0.5 0.5 0.1 0.1",
+        "nan_value": "0 nan 0.5 0.1 0.1",
+        "class_out_of_range": "42 0.5 0.5 0.1 0.1",
+        "box_outside": "0 1.4 0.5 0.2 0.2",
+    }
+    for label, (kind, line) in zip(labels[3:8], bad_lines.items(), strict=True):
+        atomic_write_text(label, label.read_text(encoding="utf-8") + line + "\n")
+        planted[kind] = rel(label)
+    first = next(
+        (ln for ln in labels[3].read_text(encoding="utf-8").splitlines() if ln.strip()), None
+    )
+    if first is not None:
+        atomic_write_text(labels[3], labels[3].read_text(encoding="utf-8") + first + "\n")
+        planted["duplicate_box"] = rel(labels[3])
+    orphan = labels[0].parent / "no_such_frame.txt"
+    atomic_write_text(orphan, "0 0.5 0.5 0.1 0.1\n")
+    planted["orphan_label"] = rel(orphan)
+    leaked = dst / "images" / "val" / f"copy_of_{train[-1].name}"
+    atomic_write_bytes(leaked, train[-1].read_bytes())
+    atomic_write_bytes(label_path_for(leaked), label_path_for(train[-1]).read_bytes())
+    planted["near_duplicate_across_splits"] = rel(leaked)
+    return planted

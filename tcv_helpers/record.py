@@ -31,17 +31,8 @@ def _clean(name: str, value: Any) -> Any:
     )
 
 
-def record_metrics(**metrics: Any) -> dict[str, Any]:
-    """Records metrics of this notebook (for example ``record_metrics(map50=0.61)``).
-
-    In a notebook the metrics are displayed as a short line and stored in the cell's output,
-    where ``tcv run`` finds them. Calling it twice with the same name keeps the last value.
-
-    Args:
-        **metrics: Names and values: numbers (finite), strings or booleans.
-
-    Returns:
-        The cleaned metrics (numpy numbers turned into Python numbers).
+def clean_metrics(**metrics: Any) -> dict[str, Any]:
+    """Checks metrics and turns numpy numbers into Python numbers (what :func:`record_metrics` stores).
 
     Raises:
         TypeError: If a value is not a number, string or boolean.
@@ -49,16 +40,33 @@ def record_metrics(**metrics: Any) -> dict[str, Any]:
     """
     if not metrics:
         raise ValueError("record_metrics() needs at least one name=value.")
-    clean = {name: _clean(name, value) for name, value in metrics.items()}
+    return {name: _clean(name, value) for name, value in metrics.items()}
+
+
+def record_metrics(**metrics: Any) -> None:
+    """Records metrics of this notebook (for example ``record_metrics(map50=0.61)``).
+
+    In a notebook the metrics are displayed as a short line and stored in the cell's output,
+    where ``tcv run`` finds them. Calling it twice with the same name keeps the last value.
+    Outside IPython the values are only checked. Nothing is returned, so a call at the end of a
+    cell shows the line once.
+
+    Args:
+        **metrics: Names and values: numbers (finite), strings or booleans.
+
+    Raises:
+        TypeError: If a value is not a number, string or boolean.
+        ValueError: If a number is NaN or infinite, or no metric is given.
+    """
+    clean = clean_metrics(**metrics)
     try:
         from IPython import get_ipython
         from IPython.display import display
     except ImportError:  # plain Python: nothing to display into
-        return clean
+        return
     if get_ipython() is not None:
         text = "recorded: " + ", ".join(f"{k}={v}" for k, v in clean.items())
         display({METRICS_MIME: clean, "text/plain": text}, raw=True)
-    return clean
 
 
 def collect_metrics(notebook: Mapping[str, Any]) -> dict[str, Any]:

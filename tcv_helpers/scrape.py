@@ -12,8 +12,8 @@ times and keeps only the responses that are real, new frames::
 What it does for every camera and round, in order:
 
 1. checks the host's ``robots.txt`` (fetched once per host and run);
-2. waits until at least ``per_host_delay`` seconds have passed since the previous request to the
-   same host (across all threads);
+2. waits for its turn at the host: one request at a time per host (across all threads), each
+   starting at least ``per_host_delay`` seconds after the previous one to that host ended;
 3. asks for the image with ``If-None-Match`` / ``If-Modified-Since`` when the last response
    carried an ``ETag`` / ``Last-Modified`` (``304 Not Modified`` costs the publisher nothing);
 4. retries timeouts, dropped connections, 5xx and 429 a few times with exponential backoff
@@ -25,10 +25,17 @@ What it does for every camera and round, in order:
    ``OUT/manifest.csv``.
 
 Every fetch of a camera in a round is one manifest row, whatever happened (retries inside one
-fetch are folded into its row). The run can be killed at any moment and started again on the
-same folder: it removes temporary files left behind, drops a half-written last manifest line,
-adds rows for frames saved just before the kill, and reloads each camera's last frame (from the
-manifest) and its ``ETag`` / ``Last-Modified`` (from ``OUT/scrape_state.json``).
+fetch are folded into its row). The columns (:data:`MANIFEST_COLUMNS`): ``image`` (path relative
+to the output folder, empty when nothing was saved), ``camera_id``, ``timestamp`` (UTC, ISO 8601),
+``source`` (the publisher), ``condition`` (``unknown``: for later labelling), ``split`` (empty),
+``url``, ``outcome`` (one of :data:`OUTCOMES`), ``http_status``, ``bytes`` (body size, or the
+size declared or read so far for ``too_large``), ``sha256`` and ``phash`` (of a decoded image),
+and ``error`` (what went wrong, or why a frame was skipped).
+
+The run can be killed at any moment and started again on the same folder: it removes temporary
+files left behind (``.*.tmp`` in the folder and its subfolders), drops a half-written last
+manifest line, adds rows for frames saved just before the kill, and reloads each camera's last
+frame (from the manifest) and its ``ETag`` / ``Last-Modified`` (from ``OUT/scrape_state.json``).
 
 "Camera offline" placeholders are recognised two ways: a (nearly) uniform image
 (:func:`tcv_helpers.imaging.is_blank`), or an image whose perceptual hash is exactly one already
@@ -51,8 +58,9 @@ import threading
 import time
 import urllib.robotparser
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -67,6 +75,7 @@ import yaml
 from requests.adapters import HTTPAdapter
 from tqdm.auto import tqdm
 
+from tcv_helpers.data import MANIFEST_COLUMNS as BASE_MANIFEST_COLUMNS
 from tcv_helpers.imaging import (
     SUFFIX_TYPES,
     ImageError,
@@ -92,12 +101,7 @@ STATE_NAME = "scrape_state.json"
 #: Manifest columns: the dataset columns first (shared with the other manifests of the course),
 #: then what the scraper knows about the fetch.
 MANIFEST_COLUMNS = (
-    "image",
-    "camera_id",
-    "timestamp",
-    "source",
-    "condition",
-    "split",
+    *BASE_MANIFEST_COLUMNS,
     "url",
     "outcome",
     "http_status",
@@ -235,7 +239,8 @@ def load_cameras(path: str | os.PathLike) -> list[Camera]:
         unknown = sorted(str(key) for key in entry if key not in CAMERA_KEYS)
         if unknown:
             raise ValueError(
-                f"{label}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(CAMERA_KEYS)}."
+                f"{label}: unknown field(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(CAMERA_KEYS)}."
             )
         for required in ("id", "url"):
             if entry.get(required) in (None, ""):
@@ -268,8 +273,8 @@ class ScrapeReport:
         out: The output folder.
         manifest: The manifest file (rows of all runs so far).
         counts: Number of fetches per outcome in this run (every outcome present, maybe 0).
-        saved: Frames saved in this run.
-        rows: The manifest rows written in this run (recovered rows included).
+        saved: Frames saved in this run (not those recovered from an interrupted run).
+        rows: The manifest rows written in this run (rows of recovered frames included).
         notes: What was repaired when resuming (temporary files removed, a partial manifest
             line dropped, frames of an interrupted run recovered).
     """
@@ -417,20 +422,31 @@ def _utc_now() -> datetime:
 
 
 class _HostPacer:
-    """Spaces the starts of requests to one host by at least ``delay`` seconds, across threads."""
+    """One request at a time per host, ``delay`` seconds after the previous one ended.
+
+    Holding a host's slot for the whole request (body included) means a slow response slows
+    down only its own host, and the publisher never sees two of our requests at once.
+    """
 
     def __init__(self, delay: float) -> None:
         self._delay = delay
         self._lock = threading.Lock()
-        self._next: dict[str, float] = {}
+        self._hosts: dict[str, threading.Lock] = {}
+        self._free_at: dict[str, float] = {}
 
-    def wait(self, host: str) -> None:
+    @contextmanager
+    def slot(self, host: str) -> Iterator[None]:
+        """Waits for the host's turn, then holds it while the caller's request runs."""
         with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next.get(host, now))
-            self._next[host] = start + self._delay
-        if start > now:
-            time.sleep(start - now)
+            host_lock = self._hosts.setdefault(host, threading.Lock())
+        with host_lock:
+            pause = self._free_at.get(host, 0.0) - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            try:
+                yield
+            finally:
+                self._free_at[host] = time.monotonic() + self._delay
 
 
 @dataclass
@@ -471,14 +487,16 @@ class _Robots:
 
     def _fetch(self, root: str) -> urllib.robotparser.RobotFileParser:
         parser = urllib.robotparser.RobotFileParser(f"{root}/robots.txt")
-        self._pacer.wait(urlsplit(root).netloc.lower())
         try:
-            with self._session.get(
-                f"{root}/robots.txt",
-                headers={"User-Agent": self._options.user_agent},
-                timeout=self._options.timeout,
-                stream=True,
-            ) as response:
+            with (
+                self._pacer.slot(urlsplit(root).netloc.lower()),
+                self._session.get(
+                    f"{root}/robots.txt",
+                    headers={"User-Agent": self._options.user_agent},
+                    timeout=self._options.timeout,
+                    stream=True,
+                ) as response,
+            ):
                 status = response.status_code
                 if status >= 500:
                     parser.disallow_all = True
@@ -629,8 +647,8 @@ def _download(
     host = urlsplit(url).netloc.lower()
     tries = 0
     while True:
-        pacer.wait(host)
-        fetch, retry_after = _request_once(session, url, headers, options)
+        with pacer.slot(host):
+            fetch, retry_after = _request_once(session, url, headers, options)
         tries += 1
         retryable = fetch.outcome in ("timeout", "connection_error") or (
             fetch.outcome == "http_error"
@@ -754,7 +772,6 @@ class _Store:
                 row["error"] = "recovered: saved by an interrupted run before its row was written"
                 self._write_row(row)
                 self._remember(row)
-                self.report.saved.append(file)
                 self.report.notes.append(f"recovered {file} saved by an interrupted run")
 
     def conditional_headers(self, camera: Camera) -> dict[str, str]:
@@ -859,13 +876,17 @@ class _Store:
             self._write_row(row)
             self._remember(row)
             self.report.counts[row["outcome"]] += 1
-            changed = fetch.etag or fetch.last_modified
-            if changed and (row["outcome"] in IMAGE_OUTCOMES or row["outcome"] == "not_modified"):
-                self._validators[camera.id] = {
-                    "url": camera.url,
-                    "etag": fetch.etag,
-                    "last_modified": fetch.last_modified,
-                }
+            validators = {
+                "url": camera.url,
+                "etag": fetch.etag,
+                "last_modified": fetch.last_modified,
+            }
+            if (
+                (fetch.etag or fetch.last_modified)
+                and (row["outcome"] in IMAGE_OUTCOMES or row["outcome"] == "not_modified")
+                and self._validators.get(camera.id) != validators
+            ):
+                self._validators[camera.id] = validators
                 atomic_write_json(
                     self.state_file, {"version": _STATE_VERSION, "cameras": self._validators}
                 )
@@ -938,10 +959,10 @@ def scrape(
 
     Cameras are fetched concurrently (one task per camera and round); a camera's next fetch
     starts ``interval`` seconds (or the camera's own ``interval``) after its previous one
-    started. Requests to one host stay ``per_host_delay`` seconds apart whatever the
-    concurrency, and ``robots.txt`` is honoured (an unreachable or 4xx ``robots.txt`` allows
-    everything; a 5xx one forbids the host for this run). See the module docstring for the
-    outcomes and how a killed run is resumed.
+    started. Requests to one host never overlap and stay ``per_host_delay`` seconds apart
+    whatever the concurrency, and ``robots.txt`` is honoured (an unreachable or 4xx
+    ``robots.txt`` allows everything; a 5xx one forbids the host for this run). See the module
+    docstring for the outcomes and how a killed run is resumed.
 
     Args:
         cameras: The cameras, or the path of a camera YAML file (see :func:`load_cameras`).
@@ -953,7 +974,8 @@ def scrape(
         retries: Extra tries after a timeout, connection error, 5xx or 429.
         backoff: Seconds before the first retry; doubled for each further retry.
         max_bytes: Largest response body; a larger one is dropped unsaved (``too_large``).
-        per_host_delay: Least seconds between the starts of two requests to one host.
+        per_host_delay: Least seconds between the end of one request to a host and the start
+            of the next (requests to one host never overlap).
         concurrency: Threads fetching at the same time.
         progress: Show a tqdm progress bar.
         session: A ``requests.Session`` to use (for proxies, adapters, tests); by default a

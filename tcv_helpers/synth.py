@@ -55,6 +55,12 @@ MIN_VISIBLE = 0.3
 #: Boxes smaller than this many pixels (at the generated size) are not labelled.
 MIN_BOX_PX = 6
 SPLITS = ("train", "val", "test")
+#: Sky (top, horizon) and ground colours a camera's scene is drawn from.
+SKIES = (
+    ((100, 150, 220), (215, 225, 240)), ((150, 155, 165), (205, 205, 210)),
+    ((70, 90, 160), (240, 180, 120)), ((120, 170, 230), (235, 240, 245)),
+)  # fmt: skip
+GROUNDS = ((80, 115, 60), (120, 120, 115), (150, 130, 95), (60, 90, 55), (170, 165, 150))
 START = datetime(2026, 5, 4, 6, 0, 0, tzinfo=timezone.utc)
 
 
@@ -72,6 +78,7 @@ class Camera:
         vanish_x: x of the vanishing point in pixels.
         spread: Road width at the bottom of the frame, relative to the frame width.
         lanes: Number of lanes; the left half carries traffic away from the camera.
+        roll: Camera roll in degrees (a mounted camera is rarely level).
     """
 
     camera_id: str
@@ -83,6 +90,7 @@ class Camera:
     vanish_x: float
     spread: float
     lanes: int
+    roll: float = 0.0
 
     def lane_x(self, lane_pos: float, depth: float) -> float:
         """x of a point at ``lane_pos`` (0 = left road edge, ``lanes`` = right) and ``depth``."""
@@ -124,6 +132,7 @@ def make_camera(index: int, *, seed: int = 0, width: int = 640, height: int = 36
         vanish_x=float(width * rng.uniform(0.3, 0.7)),
         spread=float(rng.uniform(1.1, 1.7)),
         lanes=int(rng.choice([2, 3, 4, 4, 5, 6])),
+        roll=float(rng.uniform(-7, 7)),
     )
 
 
@@ -132,21 +141,35 @@ def _background(camera: Camera) -> Image.Image:
     """The static scene of a camera: sky, ground, buildings, road and lane markings."""
     rng = np.random.default_rng(camera.seed)
     w, h, horizon = camera.width, camera.height, int(camera.horizon)
-    sky_top = rng.integers([100, 140, 190], [160, 190, 240])
-    sky = np.linspace(sky_top, [215, 225, 240], max(horizon, 1))
-    ground = rng.integers([50, 80, 40], [110, 140, 90]).astype(float)
+    sky_top, sky_low = SKIES[int(rng.integers(len(SKIES)))]
+    sky = np.linspace(np.array(sky_top) + rng.integers(-15, 16, 3), sky_low, max(horizon, 1))
+    ground = np.array(GROUNDS[int(rng.integers(len(GROUNDS)))], dtype=float) + rng.integers(
+        -15, 16, 3
+    )
     arr = np.empty((h, w, 3), dtype=np.float32)
     arr[:horizon] = sky[:, None, :]
     arr[horizon:] = ground
-    arr[horizon:] += rng.normal(0, 6, (h - horizon, w, 1))  # grass texture
+    arr[horizon:] += rng.normal(0, 6, (h - horizon, w, 1))  # ground texture
+    shade = np.linspace(1.0, rng.uniform(0.55, 1.0), w)  # light falls off across the view
+    arr *= shade[None, :, None] if rng.random() < 0.5 else shade[None, ::-1, None]
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(img)
-    for _ in range(int(rng.integers(4, 12))):  # buildings and trees on the horizon
-        bx, bw = rng.uniform(-20, w), rng.uniform(15, 90)
-        bh = rng.uniform(8, max(horizon * 0.9, 10))
-        shade = int(rng.integers(70, 180))
-        tint = (shade, shade, shade + 12) if rng.random() < 0.7 else (30, shade // 2 + 40, 30)
+    for _ in range(int(rng.integers(3, 14))):  # buildings and trees on the horizon
+        bx, bw = rng.uniform(-20, w), rng.uniform(15, 140)
+        bh = rng.uniform(8, max(horizon * 0.95, 10))
+        grey = int(rng.integers(50, 200))
+        tint = (grey, grey, grey + 12) if rng.random() < 0.7 else (30, grey // 2 + 40, 30)
         draw.rectangle([bx, horizon - bh, bx + bw, horizon], fill=tint)
+    side = -1 if rng.random() < 0.5 else camera.lanes + 1  # a sidewalk or hard shoulder on one side
+    kerb = [
+        (camera.lane_x(min(side, 0), 0), horizon), (camera.lane_x(max(side, camera.lanes), 0), horizon),
+        (camera.lane_x(max(side, camera.lanes), 1.3), camera.depth_y(1.3)),
+        (camera.lane_x(min(side, 0), 1.3), camera.depth_y(1.3)),
+    ]  # fmt: skip
+    draw.polygon(kerb, fill=tuple(int(v) for v in rng.integers(120, 190, 3)))
+    for _ in range(int(rng.integers(1, 5))):  # lamp posts and sign gantries near the camera
+        px, top = rng.uniform(0, w), rng.uniform(0, horizon)
+        draw.rectangle([px, top, px + rng.uniform(3, 12), h], fill=(60, 60, 65))
     road_grey = int(rng.integers(70, 105))
     road = [
         (camera.lane_x(0, 0), horizon),
@@ -349,23 +372,34 @@ def draw_frame(
         fade = np.linspace(0.7, 0.2, camera.height)[:, None, None]
         img = Image.fromarray((arr * (1 - fade) + 205 * fade).astype(np.uint8))
 
+    counts = np.bincount(np.asarray(ids).ravel(), minlength=len(vehicles) + 1)
+    affine, zoom = _roll_transform(camera)
+    if affine is not None:  # the whole view turns with the camera's roll; labels follow the pixels
+        img = img.transform(
+            img.size, Image.Transform.AFFINE, affine, resample=Image.Resampling.BILINEAR
+        )
+        ids = ids.transform(
+            ids.size, Image.Transform.AFFINE, affine, resample=Image.Resampling.NEAREST
+        )
     owner = np.asarray(ids)
+    after = np.bincount(owner.ravel(), minlength=len(vehicles) + 1)
     boxes, class_ids, polygons, tracks = [], [], [], []
-    counts = np.bincount(owner.ravel(), minlength=len(vehicles) + 1)
     for rank, (i, body) in outlines.items():
         v = vehicles[i]
         full = Image.new("L", img.size, 0)
         ImageDraw.Draw(full).polygon([tuple(p) for p in body], fill=1)
         full_area = int(np.asarray(full).sum())
+        if full_area == 0 or counts[rank] / full_area < MIN_VISIBLE:
+            continue  # mostly hidden behind nearer vehicles
+        if after[rank] / (full_area * zoom**2) < MIN_VISIBLE:
+            continue  # mostly outside the frame
         ys, xs = np.nonzero(owner == rank)
-        if full_area == 0 or counts[rank] / full_area < MIN_VISIBLE or len(xs) == 0:
-            continue
         box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
         if box[2] - box[0] < MIN_BOX_PX or box[3] - box[1] < MIN_BOX_PX:
             continue
         boxes.append(box)
         class_ids.append(PROJECT_CLASSES.index(v.class_name))
-        polygons.append(np.clip(body, 0, [camera.width, camera.height]))
+        polygons.append(np.clip(_roll_points(camera, body, zoom), 0, [camera.width, camera.height]))
         tracks.append(v.track_id)
 
     if night:
@@ -392,6 +426,29 @@ def draw_frame(
         camera=camera.name,
         timestamp=timestamp,
     )
+
+
+def _roll_transform(camera: Camera) -> tuple[tuple[float, ...] | None, float]:
+    """PIL affine data that turns the view by the camera's roll, zoomed so no corner is empty."""
+    if not camera.roll:
+        return None, 1.0
+    theta = np.deg2rad(camera.roll)
+    cos, sin = float(np.cos(theta)), float(np.sin(theta))
+    aspect = max(camera.width / camera.height, camera.height / camera.width)
+    zoom = abs(cos) + abs(sin) * aspect
+    cx, cy = camera.width / 2, camera.height / 2
+    a, b, d, e = cos / zoom, sin / zoom, -sin / zoom, cos / zoom  # output pixel -> input pixel
+    return (a, b, cx - a * cx - b * cy, d, e, cy - d * cx - e * cy), zoom
+
+
+def _roll_points(camera: Camera, points: np.ndarray, zoom: float) -> np.ndarray:
+    """Where input pixels land after :func:`_roll_transform` (the forward map)."""
+    if not camera.roll:
+        return points
+    theta = np.deg2rad(camera.roll)
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    centre = np.array([camera.width / 2, camera.height / 2])
+    return (points - centre) @ rot.T * zoom + centre
 
 
 @lru_cache(maxsize=8)
@@ -498,11 +555,13 @@ def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
 
 
 def _yolo_lines(frame: SyntheticFrame) -> str:
+    from tcv_helpers.formats import format_yolo_number as num
+
     w, h = frame.image.size
     lines = []
     for (x1, y1, x2, y2), cls in zip(frame.boxes, frame.class_ids, strict=True):
         cx, cy, bw, bh = (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h
-        lines.append(f"{cls} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
+        lines.append(f"{cls} {num(cx)} {num(cy)} {num(bw)} {num(bh)}")
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -552,7 +611,7 @@ def generate_dataset(
     """Generates the embedded synthetic dataset (``tcv data synth``).
 
     Writes, under ``out``: ``images/{train,val,test}/*.jpg`` and ``labels/...`` in YOLO format,
-    ``data.yaml`` for Ultralytics, ``manifest.csv`` (image, camera_id, timestamp, source,
+    ``data.yaml`` for Ultralytics, ``annotations/instances_<split>.json`` (COCO), ``manifest.csv`` (image, camera_id, timestamp, source,
     condition, split, boxes), and ``sequences/<camera>-<k>/`` with frames and ``tracks.csv``.
     Cameras are split whole into train/val/test (no camera in two splits). Every file is
     written atomically; the same arguments give the same files.
@@ -576,6 +635,8 @@ def generate_dataset(
         ValueError: On a non-positive image count or fewer than 3 cameras.
     """
     from tqdm.auto import tqdm
+
+    from tcv_helpers.formats import read_labels, write_labels
 
     if images < 1:
         raise ValueError(f"images must be at least 1, got {images}.")
@@ -628,6 +689,9 @@ def generate_dataset(
         "# Embedded synthetic traffic-camera dataset (tcv data synth); classes: project taxonomy.\n"
     )
     atomic_write_text(result.data_yaml, header + yaml.safe_dump(data, sort_keys=False))
+    coco = read_labels(root, "yolo")  # the same labels as COCO json, beside the YOLO files
+    coco.root = None  # written into the dataset itself, images stay where they are
+    write_labels(coco, root, "coco", copy_images=False)
     for k in range(sequences):
         result.sequences.append(
             generate_sequence(root / "sequences", camera_index=k % cameras, seed=seed, index=k,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -103,5 +105,62 @@ def plot_estimates(table, *, title: str = "Estimated training time") -> Figure:
         label += f", {cost:,.2f} {unit}" if cost else ", free"
         ax.text(m * 1.08, y, label, va="center", fontsize=9)
     ax.set_xlim(minutes.min() / 2, minutes.max() * 8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_dataset_samples(
+    root: str | Path,
+    images: Sequence[str],
+    class_names: Sequence[str],
+    *,
+    captions: Sequence[str] | None = None,
+    cols: int = 3,
+    width: float = 15.0,
+) -> Figure:
+    """A grid of dataset images with their YOLO boxes drawn.
+
+    Args:
+        root: The dataset folder; ``images`` are relative to it.
+        images: Image paths to show.
+        class_names: Class names by id.
+        captions: One caption per image (default: the file name).
+        cols: Images per row.
+        width: Figure width in inches.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: If no image is given.
+    """
+    from PIL import Image
+
+    from tcv_helpers.data import label_path_for, read_yolo_labels
+
+    if not images:
+        raise ValueError("plot_dataset_samples needs at least one image.")
+    root = Path(root)
+    rows = -(-len(images) // cols)
+    fig = Figure(figsize=(width, width / cols * 0.62 * rows))
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    colours = _colour_map(list(class_names))
+    for k, ax in enumerate(axes):
+        ax.set_axis_off()
+        if k >= len(images):
+            continue
+        path = root / images[k]
+        with Image.open(path) as image:
+            picture = image.convert("RGB")
+        boxes, ids = read_yolo_labels(label_path_for(path), *picture.size)
+        ax.imshow(picture)
+        for (x1, y1, x2, y2), cid in zip(boxes, ids, strict=True):
+            name = class_names[cid] if 0 <= cid < len(class_names) else str(cid)
+            ax.add_patch(
+                Rectangle(
+                    (x1, y1), x2 - x1, y2 - y1, fill=False, lw=1.2, ec=colours.get(name, "red")
+                )
+            )
+        ax.set_title(captions[k] if captions else Path(images[k]).name, fontsize=9)
     fig.tight_layout()
     return fig

@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 
-from tcv_helpers.record import METRICS_MIME, collect_metrics, record_metrics
+from tcv_helpers.record import METRICS_MIME, clean_metrics, collect_metrics, record_metrics
 
 
 def test_record_cleans_numpy_values():
-    out = record_metrics(map50=np.float32(0.5), n=np.int64(3), ok=True, name="yolo")
+    assert record_metrics(map50=np.float32(0.5)) is None
+    out = clean_metrics(map50=np.float32(0.5), n=np.int64(3), ok=True, name="yolo")
     assert out == {"map50": 0.5, "n": 3, "ok": True, "name": "yolo"}
     assert type(out["map50"]) is float and type(out["n"]) is int
 

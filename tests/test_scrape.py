@@ -301,7 +301,7 @@ def test_scrape_keeps_only_new_valid_frames_and_logs_every_failure(server, tmp_p
     assert len(server.requests_for("/robots.txt")) == 1
     assert not server.requests_for("/private/cam.jpg")
     times = sorted(float(e["time"]) for e in server.log)  # type: ignore[arg-type]
-    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.05 * 0.6
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.05  # never closer, by design
 
     # Retries: 500 and 429 with a short Retry-After are retried, 404 and a long Retry-After not.
     assert len(server.requests_for("/cam/flaky")) == 3
@@ -332,7 +332,7 @@ def test_requests_to_one_host_are_spaced_and_camera_interval_holds(server, tmp_p
     times = sorted(float(e["time"]) for e in server.log)  # type: ignore[arg-type]
     assert len(times) == 9  # robots.txt + 4 cameras x 2 rounds
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert min(gaps) >= 0.2 - 0.05, gaps
+    assert min(gaps) >= 0.2, gaps
     own = [float(e["time"]) for e in server.requests_for("/cam/new/d")]  # type: ignore[arg-type]
     assert own[1] - own[0] >= 0.8 - 0.05
 
@@ -384,7 +384,8 @@ def test_resume_after_kill(server, tmp_path):
         while time.monotonic() < deadline:
             done = out / MANIFEST_NAME
             written = done.read_text().count("\n") - 1 if done.exists() else 0
-            if server.requests_for("/cam/stall") and written >= 4:
+            state_written = (out / STATE_NAME).exists()
+            if server.requests_for("/cam/stall") and written >= 4 and state_written:
                 break
             assert child.poll() is None, child.stdout.read().decode() if child.stdout else ""
             time.sleep(0.05)

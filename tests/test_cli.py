@@ -1,0 +1,109 @@
+"""The `tcv data ...` commands end to end, as a user types them."""
+
+import csv
+
+import pytest
+from typer.testing import CliRunner
+
+from tcv_helpers.cli import app
+from tcv_helpers.democam import DemoCameras
+from tcv_helpers.qa import plant_defects
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "synth"
+    result = runner.invoke(app, ["data", "synth", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "Wrote 240 frames" in result.output
+    return out
+
+
+def test_synth_output_checks_without_errors(synth):
+    result = runner.invoke(app, ["data", "check", str(synth)])
+    assert result.exit_code == 0, result.output
+    assert "OK: 0 errors" in result.output
+
+
+def test_check_reports_every_planted_defect_then_fix_is_clean(synth, tmp_path):
+    planted = plant_defects(synth, tmp_path / "messy")
+    result = runner.invoke(
+        app, ["data", "check", str(tmp_path / "messy"), "--fix", str(tmp_path / "clean")]
+    )
+    assert result.exit_code == 1, result.output
+    for kind, file in planted.items():
+        assert any(kind in line and file in line for line in result.output.splitlines()), (
+            kind,
+            file,
+        )
+    assert "Cleaned copy" in result.output
+    again = runner.invoke(app, ["data", "check", str(tmp_path / "clean")])
+    assert again.exit_code == 0 and "0 errors" in again.output
+    refused = runner.invoke(
+        app, ["data", "check", str(tmp_path / "messy"), "--fix", str(tmp_path / "messy" / "x")]
+    )
+    assert refused.exit_code == 2 and "inside" in refused.output
+
+
+def test_check_missing_folder(tmp_path):
+    result = runner.invoke(app, ["data", "check", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "nope" in result.output
+
+
+def test_convert(synth, tmp_path):
+    result = runner.invoke(
+        app,
+        ["data", "convert", "--from", "yolo", "--to", "coco", str(synth), str(tmp_path / "coco")],
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "coco" / "annotations" / "instances_train.json").is_file()
+    bad = runner.invoke(
+        app,
+        ["data", "convert", "--from", "yolo", "--to", "tfrecord", str(synth), str(tmp_path / "x")],
+    )
+    assert bad.exit_code == 2 and "known formats" in bad.output
+
+
+def test_roboflow_without_key_is_one_sentence(monkeypatch, tmp_path):
+    monkeypatch.delenv("ROBOFLOW_API_KEY", raising=False)
+    result = runner.invoke(
+        app, ["data", "roboflow", "tamaturgo/manaus_traffic/5", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 1
+    assert "No ROBOFLOW_API_KEY set" in result.output and "tcv data synth" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_scrape_demo_cameras(tmp_path):
+    with DemoCameras(cameras=2, refresh=0.2) as demo:
+        cameras = demo.write_camera_list(tmp_path / "cams.yaml")
+        result = runner.invoke(
+            app,
+            [
+                "data",
+                "scrape",
+                "--cameras",
+                str(cameras),
+                "--out",
+                str(tmp_path / "out"),
+                "--rounds",
+                "2",
+                "--interval",
+                "0.25",
+                "--per-host-delay",
+                "0.02",
+            ],
+        )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((tmp_path / "out" / "manifest.csv").open()))
+    assert len(rows) == 6
+    assert {r["outcome"] for r in rows if r["camera_id"] == "demo-offline"} == {"placeholder"}
+    assert sum(r["outcome"] == "saved" for r in rows) == 4
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cameras:\n  - id: Bad Id\n    url: ftp://x\n")
+    result = runner.invoke(
+        app, ["data", "scrape", "--cameras", str(bad), "--out", str(tmp_path / "o2")]
+    )
+    assert result.exit_code == 2 and "bad.yaml" in result.output
