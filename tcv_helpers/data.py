@@ -64,20 +64,26 @@ def label_path_for(image: str | os.PathLike) -> Path:
 
 
 def read_yolo_labels(
-    label_file: str | os.PathLike, width: int, height: int
+    label_file: str | os.PathLike, width: int, height: int, *, n_classes: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reads a YOLO label file (``class cx cy w h``, normalised) into pixel boxes.
+
+    The one YOLO label parser of the course: datasets, formats, plots and widgets all read
+    labels through it.
 
     Args:
         label_file: The ``.txt`` file; a missing file means no objects.
         width: Image width in pixels.
         height: Image height in pixels.
+        n_classes: Number of classes, to check the ids; None skips the check.
 
     Returns:
-        ``(boxes, class_ids)``: ``(N, 4)`` ``x1, y1, x2, y2`` floats and ``(N,)`` ints.
+        ``(boxes, class_ids)``: ``(N, 4)`` float64 ``x1, y1, x2, y2`` and ``(N,)`` int64, in file
+        order.
 
     Raises:
-        ValueError: On a malformed line, naming the file and the line number.
+        ValueError: On a line that is not ``class cx cy w h`` with finite numbers, a negative
+            size or a class id out of range; the message names the file and the line number.
     """
     path = Path(label_file)
     boxes, ids = [], []
@@ -86,19 +92,24 @@ def read_yolo_labels(
             parts = line.split()
             if not parts:
                 continue
+            where, text = f"{path}:{number}", line.strip()
             if len(parts) != 5:
                 raise ValueError(
-                    f"{path}:{number}: expected 5 values 'class cx cy w h', got {len(parts)}."
+                    f"{where}: expected 5 values 'class cx cy w h', got {len(parts)} in {text!r}."
                 )
             try:
                 cls = int(parts[0])
                 cx, cy, w, h = (float(p) for p in parts[1:])
             except ValueError:
-                raise ValueError(
-                    f"{path}:{number}: non-numeric value in {line.strip()!r}."
-                ) from None
+                raise ValueError(f"{where}: non-numeric value in {text!r}.") from None
             if not all(math.isfinite(v) for v in (cx, cy, w, h)):
-                raise ValueError(f"{path}:{number}: NaN or infinite value in {line.strip()!r}.")
+                raise ValueError(f"{where}: NaN or infinite value in {text!r}.")
+            if w < 0 or h < 0:
+                raise ValueError(f"{where}: negative width or height in {text!r}.")
+            if cls < 0 or (n_classes is not None and cls >= n_classes):
+                raise ValueError(
+                    f"{where}: class id {cls} is out of range 0..{(n_classes or 0) - 1}."
+                )
             boxes.append(
                 [
                     (cx - w / 2) * width,
@@ -108,7 +119,7 @@ def read_yolo_labels(
                 ]
             )
             ids.append(cls)
-    return np.array(boxes, dtype=np.float32).reshape(-1, 4), np.array(ids, dtype=np.int64)
+    return np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(ids, dtype=np.int64)
 
 
 def _sample_example(sample_data: Path) -> LabeledFrame | None:

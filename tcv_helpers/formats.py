@@ -60,7 +60,7 @@ from supervision.dataset.formats.pascal_voc import (
     object_to_pascal_voc,
 )
 
-from tcv_helpers.data import IMAGE_SUFFIXES
+from tcv_helpers.data import IMAGE_SUFFIXES, read_yolo_labels
 from tcv_helpers.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tcv_helpers.project import PROJECT_CLASSES
 
@@ -733,41 +733,7 @@ def parse_yolo_file(
         >>> parse_yolo_file(Path("a.txt"), 100, 50).xyxy.shape  # doctest: +SKIP
         (0, 4)
     """
-    boxes: list[list[float]] = []
-    ids: list[int] = []
-    if path.is_file():
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            where = f"{path}:{number}"
-            if len(parts) != 5:
-                raise ValueError(
-                    f"{where}: expected 5 values 'class cx cy w h', got {len(parts)} in "
-                    f"{line.strip()!r} (only boxes are supported, not polygons)."
-                )
-            try:
-                cid = int(parts[0])
-                cx, cy, w, h = (float(p) for p in parts[1:])
-            except ValueError:
-                raise ValueError(f"{where}: non-numeric value in {line.strip()!r}.") from None
-            if not all(math.isfinite(v) for v in (cx, cy, w, h)):
-                raise ValueError(f"{where}: NaN or infinite value in {line.strip()!r}.")
-            if w < 0 or h < 0:
-                raise ValueError(f"{where}: negative width or height in {line.strip()!r}.")
-            if cid < 0 or (n_classes is not None and cid >= n_classes):
-                raise ValueError(
-                    f"{where}: class id {cid} is out of range 0..{(n_classes or 0) - 1}."
-                )
-            boxes.append(
-                [
-                    (cx - w / 2) * width,
-                    (cy - h / 2) * height,
-                    (cx + w / 2) * width,
-                    (cy + h / 2) * height,
-                ]
-            )
-            ids.append(cid)
+    boxes, ids = read_yolo_labels(path, width, height, n_classes=n_classes)
     return make_detections(boxes, ids)
 
 
