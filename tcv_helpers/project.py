@@ -35,7 +35,7 @@ class SuccessCriteria:
 
     min_map50: float = 0.5
     min_recall: float = 0.7
-    max_latency_ms: float = 100.0
+    max_latency_ms: float = 200.0
     max_count_error: float = 0.05
     min_fps: float = 2.0
 
