@@ -42,6 +42,12 @@ class Profile:
         synth_cameras: Distinct synthetic cameras (split by camera, so at least 3).
         model: Ultralytics model configuration trained by default.
         course_minutes: Target wall-clock minutes for the whole course in this profile.
+        optimizer: Ultralytics optimiser (``auto``, ``SGD``, ``AdamW``).
+        lr0: Initial learning rate.
+        mosaic: Probability of mosaic augmentation (it makes objects small: off for tiny images).
+        warmup_epochs: Epochs of learning-rate warm-up.
+        validate_each_epoch: Validate after every epoch (needed for early stopping and live
+            mAP curves); the smoke profile validates once, at the end, to save time.
     """
 
     name: str
@@ -55,10 +61,25 @@ class Profile:
     synth_cameras: int
     model: str
     course_minutes: float
+    optimizer: str = "auto"
+    lr0: float = 0.01
+    mosaic: float = 1.0
+    warmup_epochs: float = 3.0
+    validate_each_epoch: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the profile as a plain dictionary (for tables and YAML)."""
         return asdict(self)
+
+    def train_args(self) -> dict[str, Any]:
+        """The optimiser and augmentation settings as Ultralytics ``train()`` arguments."""
+        return {
+            "optimizer": self.optimizer,
+            "lr0": self.lr0,
+            "mosaic": self.mosaic,
+            "warmup_epochs": self.warmup_epochs,
+            "val": self.validate_each_epoch,
+        }
 
 
 PROFILES: dict[str, Profile] = {
@@ -66,14 +87,19 @@ PROFILES: dict[str, Profile] = {
         name="smoke",
         description="CPU, minutes for the whole course; tiny images and few epochs (what CI runs).",
         device="cpu",
-        imgsz=160,
-        epochs=3,
-        batch=16,
-        patience=3,
-        synth_images=240,
+        imgsz=128,
+        epochs=20,
+        batch=32,
+        patience=20,
+        synth_images=600,
         synth_cameras=6,
         model="yolo11n.yaml",
         course_minutes=10,
+        optimizer="AdamW",
+        lr0=0.006,
+        mosaic=0.0,
+        warmup_epochs=1.0,
+        validate_each_epoch=False,
     ),
     "workshop": Profile(
         name="workshop",

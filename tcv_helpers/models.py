@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from tcv_helpers.project import ProjectDefinition
 
@@ -279,8 +280,13 @@ def plot_tradeoff(rows: Sequence[Measurement], *, budget_ms: float | None = None
             ax.axvline(budget_ms, color="red", linestyle="--", label=f"budget {budget_ms:.0f} ms")
             ax.legend(loc="lower right")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("CPU latency per image, ms (measured here, log scale)")
-        ax.set_ylabel(f"{mine[0].published_metric} (published)")
+        metrics = sorted({r.published_metric for r in mine})
+        ax.set_ylabel(f"{metrics[0]} (published)" if len(metrics) == 1 else "published accuracy, %")
+        if len(metrics) > 1:  # say which benchmark each number is on: they do not compare directly
+            ax.set_title(f"{task}\n({'; '.join(metrics)})", fontsize=9)
+            continue
         ax.set_title(task)
     fig.tight_layout()
     return fig
