@@ -507,6 +507,38 @@ def map_classes(
 # --------------------------------------------------------------------------------------------
 
 
+def remap_dataset(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    mapping: Mapping[str, str | None],
+    *,
+    fmt: str = "yolo",
+    allow_unmapped: bool = False,
+) -> tuple[Path, MappingReport]:
+    """Writes a copy of a dataset with its classes mapped into the project taxonomy (YOLO layout).
+
+    The source is never changed. The copy has the project's class list, so a model trained on
+    one dataset can be fine-tuned on the other with the same class ids.
+
+    Args:
+        src: The dataset folder (any format :func:`read_labels` reads).
+        dst: Folder for the mapped copy (a new ``data.yaml``, images and labels).
+        mapping: Source class name -> project class name, or None to drop that class.
+        fmt: Format of ``src``.
+        allow_unmapped: See :func:`map_classes`.
+
+    Returns:
+        ``(dst/data.yaml, report)``.
+
+    Raises:
+        ValueError: For an incomplete mapping, or ``dst`` overlapping ``src``.
+    """
+    labels = read_labels(src, fmt)
+    mapped, report = map_classes(labels, mapping, allow_unmapped=allow_unmapped)
+    root = write_labels(mapped, dst, "yolo", copy_images=True)
+    return Path(root) / "data.yaml", report
+
+
 def _split_key(split: str) -> tuple[int, str]:
     return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split)
 

@@ -2,22 +2,41 @@
 
 Pretrained weights are used when they can be had and verified; offline the model is built from
 its YAML and trained from scratch, and :func:`resolve_model` says so in one sentence. A ``.pt``
-file is a Python pickle — loading one runs code — so a weights file of unknown origin is refused.
+file is a Python pickle (loading one runs the code inside it), so a weights file of unknown
+origin is refused.
+
+The engine behind notebook 05::
+
+    result = tcv.train.train(data_yaml, profile=cfg.profile, out_dir=cfg.workspace.models)
+    result.map50, result.best        # workspace/models/best.pt, read by the later notebooks
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 
 from tcv_helpers.config import Profile
+from tcv_helpers.io import atomic_write_bytes, atomic_write_text
+from tcv_helpers.predict import quiet_ultralytics
 from tcv_helpers.registry import DatasetUnavailable, download
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: Ultralytics' licence for its released YOLO11 weights.
+ULTRALYTICS_LICENSE = "AGPL-3.0 (https://ultralytics.com/license)"
+_RELEASE = "https://github.com/ultralytics/assets/releases/download/v8.3.0"
+
+#: Per-epoch callback: ``on_epoch(epoch, metrics)`` with the 1-based epoch number.
+EpochCallback = Callable[[int, dict[str, float]], None]
 
 
 @dataclass(frozen=True)
@@ -37,31 +56,62 @@ class WeightsEntry:
     license: str
 
 
-#: Weights with a pinned sha256. Empty until a checksum has been recorded from a verified
-#: download: without one, ``resolve_model`` trains from the architecture's YAML instead.
-WEIGHTS: dict[str, WeightsEntry] = {}
+#: Weights with a pinned sha256 (the Ultralytics v8.3.0 release assets). Each checksum was
+#: found, identical, in several independent public projects that verify these files.
+WEIGHTS: dict[str, WeightsEntry] = {
+    "yolo11n.pt": WeightsEntry(
+        "yolo11n.pt",
+        f"{_RELEASE}/yolo11n.pt",
+        "0ebbc80d4a7680d14987a577cd21342b65ecfd94632bd9a8da63ae6417644ee1",
+        ULTRALYTICS_LICENSE,
+    ),
+    "yolo11s.pt": WeightsEntry(
+        "yolo11s.pt",
+        f"{_RELEASE}/yolo11s.pt",
+        "85a76fe86dd8afe384648546b56a7a78580c7cb7b404fc595f97969322d502d5",
+        ULTRALYTICS_LICENSE,
+    ),
+}
+
+#: Ultralytics arguments a profile needs beyond its fields, by profile name. ``nbs`` (nominal
+#: batch size: gradients are accumulated up to it) given as ``"batch"`` means the batch size:
+#: one optimiser step per batch, which is what lets a short CPU run learn (measured: mAP50 0.42
+#: with Ultralytics' default nbs=64 against 0.57 with nbs=batch, same images and epochs).
+#: ``workers=0``: with cached images, loading in the main process is fastest on 2 cores.
+EXTRA_TRAIN_ARGS: dict[str, dict[str, Any]] = {
+    "smoke": {"cache": True, "nbs": "batch", "workers": 0},
+}
 
 
 class UntrustedWeights(ValueError):
     """A ``.pt`` file whose origin the course cannot vouch for."""
 
 
+def _is_within(path: Path, folders: tuple[str | os.PathLike, ...]) -> bool:
+    return any(path.is_relative_to(Path(folder).resolve()) for folder in folders)
+
+
 def resolve_model(
-    name: str, *, trusted_dirs: tuple[str | os.PathLike, ...] = (), allow_download: bool = True
+    name: str | os.PathLike,
+    *,
+    allow_download: bool = True,
+    trusted: bool = False,
+    trusted_dirs: tuple[str | os.PathLike, ...] = (),
 ) -> tuple[str, str]:
     """Decides what to load for a model name, and explains the decision in one sentence.
 
     - ``*.yaml``: an architecture, trained from scratch.
-    - a registered ``*.pt``: downloaded once, checked against its sha256, and used; when that is
-      impossible (offline, no checksum) the matching ``.yaml`` is used instead.
+    - a registered ``*.pt`` (:data:`WEIGHTS`): downloaded once, checked against its sha256, and
+      used; when that is impossible (offline, downloads off) the matching ``.yaml`` is used.
     - a ``*.pt`` file inside one of ``trusted_dirs`` (weights this course trained, in the
-      workspace): used.
+      workspace's models folder) or given with ``trusted=True``: used.
     - any other ``*.pt``: refused.
 
     Args:
         name: ``yolo11n.yaml``, ``yolo11n.pt`` or a path to weights.
-        trusted_dirs: Folders whose ``.pt`` files this course wrote (the workspace's models).
         allow_download: Try to download registered weights.
+        trusted: The caller vouches for a local ``.pt`` file (it made it).
+        trusted_dirs: Folders whose ``.pt`` files this course wrote (the workspace's models).
 
     Returns:
         What to pass to ``ultralytics.YOLO`` and the sentence to show.
@@ -70,19 +120,25 @@ def resolve_model(
         UntrustedWeights: For a ``.pt`` of unknown origin.
         ValueError: For a name that is neither ``.yaml`` nor ``.pt``.
     """
+    name = str(name)
     path = Path(name)
-    if path.suffix == ".yaml":
-        return name, f"Training {path.stem} from scratch (architecture {name}, random weights)."
+    if path.suffix in (".yaml", ".yml"):
+        return (
+            name,
+            f"Training {path.stem} from scratch (architecture {path.name}, random weights).",
+        )
     if path.suffix != ".pt":
         raise ValueError(f"Model {name!r} must be an architecture (.yaml) or weights (.pt).")
     if path.is_file():
         resolved = path.resolve()
-        if any(resolved.is_relative_to(Path(d).resolve()) for d in trusted_dirs):
-            return str(resolved), f"Using weights trained by this course: {path.name}."
+        if trusted or _is_within(resolved, trusted_dirs):
+            return str(resolved), f"Using weights trained by this course: {resolved}."
         raise UntrustedWeights(
-            f"{name} is not from this course's workspace or weights registry. A .pt file is a "
-            "Python pickle: loading it runs whatever code it contains. Use weights you trained "
-            "here, or add the file with its sha256 to tcv_helpers.train.WEIGHTS after checking it."
+            f"{name} is not from this course's workspace or weights registry, so it is not "
+            "loaded: a .pt file is a Python pickle and loading one runs whatever code it "
+            "contains. Use weights you trained here (the workspace's models folder), pass "
+            "trusted=True for a file you made yourself, or add it with its sha256 to "
+            "tcv_helpers.train.WEIGHTS."
         )
     fallback = f"{path.stem}.yaml"
     entry = WEIGHTS.get(path.name)
@@ -97,11 +153,86 @@ def resolve_model(
             f"Downloads are off: training {fallback} from scratch instead of {path.name}.",
         )
     try:
-        return str(
-            download(entry.url, entry.sha256)
-        ), f"Using pretrained {path.name} ({entry.license})."
+        weights = download(entry.url, entry.sha256)
     except DatasetUnavailable as exc:
-        return fallback, f"{exc} Training {fallback} from scratch instead."
+        return (
+            fallback,
+            f"{exc} Training {fallback} from scratch instead of pretrained {path.name}.",
+        )
+    return str(weights), f"Using pretrained {path.name} (COCO, {entry.license}), checksum verified."
+
+
+def model_to_train(
+    profile: Profile, reports_dir: str | os.PathLike, model: str | None = None
+) -> tuple[str, str]:
+    """The model notebook 05 trains, and why.
+
+    An explicit ``model`` wins. Otherwise the choice notebook 04 wrote to
+    ``reports/model_selection.json`` is used when it is a YOLO detector (pretrained weights when
+    they can be had), except in the smoke profile, which trains its own small model from its
+    YAML to stay within minutes on a CPU. Without a choice, the profile's model.
+
+    Args:
+        profile: The profile (its ``model`` is the default).
+        reports_dir: The workspace's reports folder.
+        model: An explicit model (``yolo11s.pt``, ``yolo11n.yaml``, a path).
+
+    Returns:
+        ``(model, one sentence saying why)``.
+    """
+    import json
+
+    if model:
+        return str(model), f"Training {model}, as the MODEL parameter says."
+    selection = Path(reports_dir) / "model_selection.json"
+    chosen = None
+    if selection.is_file():
+        try:
+            chosen = json.loads(selection.read_text(encoding="utf-8")).get("model")
+        except (json.JSONDecodeError, AttributeError):
+            chosen = None
+    if not chosen:
+        return profile.model, f"Training {profile.model}, the {profile.name} profile's model."
+    if not str(chosen).startswith("yolo") or "-" in str(chosen):
+        return profile.model, (
+            f"Notebook 04 chose {chosen}, which Ultralytics does not train as a detector here; "
+            f"training {profile.model}, the {profile.name} profile's model."
+        )
+    if profile.name == "smoke":
+        return profile.model, (
+            f"Notebook 04 chose {chosen}; the smoke profile trains {profile.model} from scratch "
+            "to stay within minutes on a CPU."
+        )
+    return (
+        f"{chosen}.pt",
+        f"Training {chosen}, notebook 04's choice (reports/model_selection.json).",
+    )
+
+
+def training_args(profile: Profile, **overrides: Any) -> dict[str, Any]:
+    """Ultralytics ``train()`` arguments for a profile, with overrides on top.
+
+    Args:
+        profile: Supplies epochs, image size, batch, patience, device and optimiser settings,
+            plus :data:`EXTRA_TRAIN_ARGS` for its name.
+        **overrides: Ultralytics arguments; a value of None changes nothing.
+
+    Returns:
+        The arguments (None values dropped).
+    """
+    args: dict[str, Any] = {
+        "epochs": profile.epochs,
+        "imgsz": profile.imgsz,
+        "batch": profile.batch,
+        "patience": profile.patience,
+        "device": "cpu" if profile.device == "cpu" else None,
+        **profile.train_args(),
+        **EXTRA_TRAIN_ARGS.get(profile.name, {}),
+    }
+    args.update({k: v for k, v in overrides.items() if v is not None})
+    if args.get("nbs") == "batch":
+        args["nbs"] = args["batch"]
+    return {k: v for k, v in args.items() if v is not None}
 
 
 @dataclass
@@ -112,54 +243,146 @@ class TrainResult:
         run_dir: Ultralytics' run folder (``results.csv``, ``weights/``, ``args.yaml``).
         best: Best weights (by validation fitness), copied to ``out_dir/best.pt``.
         last: Last checkpoint (what ``resume`` continues from).
+        history: ``results.csv``, one row per epoch (column names stripped).
         map50: mAP at IoU 0.5 on the validation split, from the final validation.
         map50_95: mAP at IoU 0.5:0.95.
-        seconds: Wall-clock seconds of the run.
-        images_per_second: Training images processed per second.
+        seconds: Wall-clock seconds of this call (a resumed run counts only its own part).
+        images_per_second: Training images processed per second in this call.
+        epochs: Epochs completed in total (including those before a resume).
         settings: The arguments given to Ultralytics.
-        model_note: The sentence from :func:`resolve_model`.
+        model_note: The sentence from :func:`resolve_model` (or about the resume).
     """
 
     run_dir: Path
     best: Path
     last: Path
+    history: pd.DataFrame
     map50: float
     map50_95: float
     seconds: float
     images_per_second: float
+    epochs: int
     settings: dict[str, Any] = field(default_factory=dict)
     model_note: str = ""
 
-    def results(self):
-        """Ultralytics' per-epoch ``results.csv`` as a DataFrame (column names stripped)."""
-        import pandas as pd
-
-        frame = pd.read_csv(self.run_dir / "results.csv")
-        frame.columns = [c.strip() for c in frame.columns]
-        return frame
-
-
-def training_args(profile: Profile, **overrides: Any) -> dict[str, Any]:
-    """Ultralytics ``train()`` arguments for a profile, with overrides on top."""
-    args = {
-        "epochs": profile.epochs,
-        "imgsz": profile.imgsz,
-        "batch": profile.batch,
-        "patience": profile.patience,
-        "device": "cpu" if profile.device == "cpu" else None,
-        **profile.train_args(),
-    }
-    args.update({k: v for k, v in overrides.items() if v is not None})
-    return {k: v for k, v in args.items() if v is not None}
+    def summary(self) -> dict[str, Any]:
+        """The key numbers as a flat dictionary (for ``record_metrics`` and tables)."""
+        return {
+            "map50": round(self.map50, 4),
+            "map50_95": round(self.map50_95, 4),
+            "epochs": self.epochs,
+            "train_seconds": round(self.seconds, 1),
+            "images_per_second": round(self.images_per_second, 1),
+        }
 
 
-def _count_train_images(data_yaml: Path) -> int:
+def read_results(results: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
+    """Reads Ultralytics' ``results.csv`` (or cleans a DataFrame of it): stripped column names."""
+    import pandas as pd
+
+    frame = results if isinstance(results, pd.DataFrame) else pd.read_csv(results)
+    return frame.rename(columns=lambda c: str(c).strip())
+
+
+def _count_images(data_yaml: Path, split: str = "train") -> int:
     import yaml
 
-    data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+    data = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
     base = Path(data.get("path") or data_yaml.parent)
-    folder = base / data["train"]
-    return sum(1 for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not base.is_absolute():
+        base = data_yaml.parent / base
+    entries = data.get(split) or []
+    folders = [entries] if isinstance(entries, str) else list(entries)
+    suffixes = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+    return sum(
+        1 for folder in folders for p in (base / folder).rglob("*") if p.suffix.lower() in suffixes
+    )
+
+
+def _epoch_reporter(on_epoch: EpochCallback) -> dict[str, Callable[[Any], None]]:
+    """Ultralytics callbacks (event name -> function) that feed ``on_epoch`` once per epoch.
+
+    Validation metrics are passed only for epochs that were validated (the smoke profile
+    validates once, at the end; other epochs carry only the training losses). Ultralytics' own
+    extra ``on_fit_epoch_end`` after the final validation of ``best.pt`` is not an epoch and is
+    not reported.
+    """
+    state = {"trained": False, "validated": False}
+
+    def on_train_epoch_end(_trainer: Any) -> None:
+        state["trained"], state["validated"] = True, False
+
+    def on_val_end(_validator: Any) -> None:
+        state["validated"] = True
+
+    def on_fit_epoch_end(trainer: Any) -> None:
+        if not state["trained"]:
+            return
+        metrics = {
+            k: float(v) for k, v in trainer.label_loss_items(trainer.tloss, prefix="train").items()
+        }
+        if state["validated"]:
+            metrics.update({k: float(v) for k, v in (trainer.metrics or {}).items()})
+        metrics.update({k: float(v) for k, v in (getattr(trainer, "lr", None) or {}).items()})
+        state["trained"] = state["validated"] = False
+        on_epoch(int(trainer.epoch) + 1, metrics)
+
+    return {
+        "on_train_epoch_end": on_train_epoch_end,
+        "on_val_end": on_val_end,
+        "on_fit_epoch_end": on_fit_epoch_end,
+    }
+
+
+def _tensorboard_writer(log_dir: Path) -> Any:
+    """A TensorBoard ``SummaryWriter`` for a run's epochs, or None without TensorBoard."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency of the course; a bare install may lack it
+        return None
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+def _usable_cores() -> int:
+    """CPU cores this process may run on (its affinity where the OS tells, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _cpu_threads(trainer: Any, threads: int) -> None:
+    """``on_train_start`` callback: PyTorch threads for CPU training (GPU runs are left alone)."""
+    import torch
+
+    if getattr(trainer.device, "type", "cpu") == "cpu":
+        torch.set_num_threads(threads)
+
+
+def _prepare_resume(last: Path, results_csv: Path) -> int:
+    """Reads the epoch a checkpoint ends with and cuts ``results.csv`` back to it.
+
+    A run killed between writing an epoch's row and its checkpoint would otherwise repeat that
+    epoch in ``results.csv``. The checkpoint is one this course wrote (in ``out_dir``).
+
+    Returns:
+        The number of epochs the checkpoint has completed.
+
+    Raises:
+        FileNotFoundError: If the checkpoint is unreadable (the run died while writing it).
+    """
+    import torch
+
+    try:
+        done = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"]) + 1
+    except (RuntimeError, EOFError, KeyError, OSError) as exc:
+        raise FileNotFoundError(
+            f"Cannot resume: {last} is incomplete or damaged ({exc}); start the run again."
+        ) from exc
+    if results_csv.is_file():
+        lines = results_csv.read_text(encoding="utf-8").splitlines(keepends=True)
+        if len(lines) > done + 1:
+            atomic_write_text(results_csv, "".join(lines[: done + 1]))
+    return done
 
 
 def train(
@@ -167,37 +390,62 @@ def train(
     *,
     profile: Profile,
     out_dir: str | os.PathLike,
-    model: str | None = None,
-    name: str = "train",
+    model: str | os.PathLike | None = None,
+    epochs: int | None = None,
+    imgsz: int | None = None,
+    batch: int | None = None,
+    patience: int | None = None,
     seed: int = 0,
     resume: bool = False,
-    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    on_epoch: EpochCallback | None = None,
+    name: str = "train",
+    publish_as: str | None = "best.pt",
+    allow_download: bool = True,
+    threads: int | None = None,
+    verbose: bool = False,
     **overrides: Any,
 ) -> TrainResult:
     """Trains a YOLO detector (the engine behind notebook 05).
 
+    The run goes to ``out_dir/<name>/`` (``weights/last.pt`` after every epoch,
+    ``weights/best.pt``, ``results.csv``, TensorBoard logs in ``tensorboard/``); the best weights are copied to ``out_dir/best.pt``,
+    the file the later notebooks read.
+
     Args:
         data_yaml: The dataset's ``data.yaml``.
         profile: Supplies epochs, image size, batch, patience and the optimiser settings.
-        out_dir: The workspace's models folder; the run goes to ``out_dir/<name>/`` and the best
-            weights are copied to ``out_dir/best.pt``.
+        out_dir: The workspace's models folder.
         model: ``.yaml`` or ``.pt`` (default: the profile's model); see :func:`resolve_model`.
-        name: Run name inside ``out_dir``.
+            ``.pt`` files inside ``out_dir`` count as trained by this course.
+        epochs: Overrides the profile's epochs.
+        imgsz: Overrides the profile's image size.
+        batch: Overrides the profile's batch size.
+        patience: Overrides the profile's early-stopping patience (epochs without improvement
+            of the validation fitness; it acts only on validated epochs).
         seed: Random seed (training is deterministic for a seed on the CPU).
-        resume: Continue an interrupted run from ``out_dir/<name>/weights/last.pt``.
-        on_epoch: Called after every epoch with its number and metrics (losses, mAP when
-            validated): draw live curves with it.
-        **overrides: Any Ultralytics training argument (``epochs=5``, ``lr0=0.01``, ...).
+        resume: Continue an interrupted run from ``out_dir/<name>/weights/last.pt`` with the
+            settings stored in it (``epochs`` and the like cannot change on resume).
+        on_epoch: Called after every epoch as ``on_epoch(epoch, metrics)``: training losses,
+            learning rates and, for validated epochs, precision/recall/mAP. Draw live curves
+            with it (:class:`LiveCurves`).
+        name: Run name inside ``out_dir``.
+        publish_as: File name in ``out_dir`` the best weights are copied to (None: no copy).
+        allow_download: Let :func:`resolve_model` download registered pretrained weights.
+        threads: PyTorch threads while training on the CPU (default: every core this process
+            may use). Ultralytics would use one core fewer than there are, which on a 2-core
+            machine halves the speed; the previous setting is restored afterwards.
+        verbose: Show Ultralytics' own console log (thousands of lines of progress bars);
+            off, only warnings show and ``on_epoch`` is the progress.
+        **overrides: Any other Ultralytics training argument (``lr0=0.01``, ``workers=0``...).
 
     Returns:
-        The run's weights, metrics and timing.
+        The run's weights, per-epoch history, metrics and timing.
 
     Raises:
         FileNotFoundError: If ``data_yaml`` is missing, or ``resume`` finds no checkpoint.
         UntrustedWeights: For weights of unknown origin.
     """
-    import shutil
-
+    import torch
     from ultralytics import YOLO
 
     data = Path(data_yaml)
@@ -206,71 +454,324 @@ def train(
     out = Path(out_dir).resolve()
     run_dir = out / name
     last = run_dir / "weights" / "last.pt"
-    settings = training_args(profile, **overrides)
+    settings = training_args(
+        profile, epochs=epochs, imgsz=imgsz, batch=batch, patience=patience, **overrides
+    )
+    done_before = 0
     if resume:
         if not last.is_file():
             raise FileNotFoundError(f"Nothing to resume: {last} does not exist.")
-        source, note = str(last), f"Resuming {name} from {last.name}."
+        done_before = _prepare_resume(last, run_dir / "results.csv")
+        source, note = str(last), f"Resuming {name} from {last} after epoch {done_before}."
     else:
-        source, note = resolve_model(model or profile.model, trusted_dirs=(out,))
+        source, note = resolve_model(
+            model or profile.model, allow_download=allow_download, trusted_dirs=(out,)
+        )
     detector = YOLO(source)
+    writer = _tensorboard_writer(run_dir / "tensorboard")
 
-    def report(trainer: Any) -> None:
-        if trainer.epoch + 1 > trainer.epochs:
-            return  # Ultralytics' final validation of best.pt: its numbers go into TrainResult
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        if writer is not None:
+            for key, value in metrics.items():
+                writer.add_scalar(key, value, epoch)
+            writer.flush()
         if on_epoch is not None:
-            metrics = {
-                k: float(v)
-                for k, v in trainer.label_loss_items(trainer.tloss, prefix="train").items()
-            }
-            metrics.update({k: float(v) for k, v in (trainer.metrics or {}).items()})
-            on_epoch(int(trainer.epoch) + 1, metrics)
+            on_epoch(epoch, metrics)
 
-    detector.add_callback("on_fit_epoch_end", report)
+    for event, function in _epoch_reporter(report).items():
+        detector.add_callback(event, function)
+    threads_before = torch.get_num_threads()
+    wanted = threads or _usable_cores()
+    detector.add_callback("on_train_start", lambda trainer: _cpu_threads(trainer, wanted))
     start = time.perf_counter()
-    if resume:
-        detector.train(resume=True)
-    else:
-        detector.train(
-            data=str(data), project=str(out), name=name, exist_ok=True, seed=seed,
-            deterministic=True, plots=False, verbose=False, **settings,
-        )  # fmt: skip
+    try:
+        with quiet_ultralytics(verbose):
+            if resume:
+                keep = ("device", "workers", "cache")
+                detector.train(
+                    resume=True, plots=False, **{k: settings[k] for k in keep if k in settings}
+                )
+            else:
+                out.mkdir(parents=True, exist_ok=True)
+                detector.train(
+                    data=str(data), project=str(out), name=name, exist_ok=True, seed=seed,
+                    deterministic=True, plots=False, **settings,
+                )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads_before)
+        if writer is not None:
+            writer.close()
     seconds = time.perf_counter() - start
+    trainer = detector.trainer
+    run_dir = Path(trainer.save_dir)
+    last = run_dir / "weights" / "last.pt"
     best = run_dir / "weights" / "best.pt"
     if not best.is_file():
         best = last
-    shutil.copy2(best, out / "best.pt")
-    metrics = detector.trainer.validator.metrics if detector.trainer.validator else None
-    map50 = float(metrics.box.map50) if metrics is not None else float("nan")
-    map50_95 = float(metrics.box.map) if metrics is not None else float("nan")
-    epochs_run = int(detector.trainer.epoch) + 1
-    images = _count_train_images(data) * epochs_run
+    if publish_as:
+        best = atomic_write_bytes(out / publish_as, best.read_bytes())  # never half a file
+    validator = trainer.validator
+    metrics = getattr(validator, "metrics", None)
+    map50 = float(metrics.box.map50) if metrics is not None else math.nan
+    map50_95 = float(metrics.box.map) if metrics is not None else math.nan
+    history = read_results(run_dir / "results.csv")
+    images = _count_images(data) * max(len(history) - done_before, 0)
     return TrainResult(
-        run_dir=run_dir, best=out / "best.pt", last=last, map50=map50, map50_95=map50_95,
-        seconds=seconds, images_per_second=images / seconds if seconds else 0.0,
-        settings=settings, model_note=note,
+        run_dir=run_dir, best=best, last=last, history=history, map50=map50, map50_95=map50_95,
+        seconds=seconds, images_per_second=images / seconds if seconds > 0 else 0.0,
+        epochs=len(history), settings=dict(trainer.args.__dict__) if resume else settings,
+        model_note=note,
     )  # fmt: skip
 
 
-def plot_training(results) -> Figure:
-    """Losses and validation mAP per epoch, from a run's ``results.csv`` (path or DataFrame)."""
-    import pandas as pd
+def ensure_trained(
+    data_yaml: str | os.PathLike,
+    *,
+    profile: Profile,
+    out_dir: str | os.PathLike,
+    name: str = "best.pt",
+    **train_kwargs: Any,
+) -> tuple[Path, str]:
+    """The workspace's trained model, training one at the profile's size if there is none.
 
-    frame = pd.read_csv(results) if isinstance(results, (str, os.PathLike)) else results
-    frame = frame.rename(columns=lambda c: c.strip())
-    fig = Figure(figsize=(11, 3.8))
+    This is what lets a later notebook (06 and on) run standalone: opened on its own, it trains
+    the model notebook 05 would have trained, and says so.
+
+    Args:
+        data_yaml: The dataset to train on when there is no model yet.
+        profile: Sizes the training.
+        out_dir: The workspace's models folder.
+        name: The weights file in ``out_dir`` (notebook 05 writes ``best.pt``).
+        **train_kwargs: Passed to :func:`train` when training is needed.
+
+    Returns:
+        ``(weights path, one sentence saying where they came from)``.
+    """
+    weights = Path(out_dir) / name
+    if weights.is_file():
+        return weights, f"Using the model trained earlier: {weights}."
+    result = train(data_yaml, profile=profile, out_dir=out_dir, publish_as=name, **train_kwargs)
+    return result.best, (
+        f"No trained model in the workspace, so one was trained now ({profile.name} profile, "
+        f"{result.epochs} epochs, {result.seconds:.0f} s, mAP50 {result.map50:.2f}): {result.best}."
+    )
+
+
+@dataclass
+class FineTuneResult:
+    """Transfer learning compared with training from scratch.
+
+    Attributes:
+        pretrained: The run on the source dataset (the synthetic set), when known.
+        fine_tuned: The target dataset, starting from ``pretrained``'s best weights.
+        scratch: The target dataset from random weights, for the same epochs.
+    """
+
+    pretrained: TrainResult | None
+    fine_tuned: TrainResult
+    scratch: TrainResult
+
+    def table(self) -> pd.DataFrame:
+        """One row per run: mAP50, mAP50-95, epochs, seconds."""
+        import pandas as pd
+
+        rows = {
+            "pretrain (source)": self.pretrained,
+            "fine-tuned (target)": self.fine_tuned,
+            "from scratch (target)": self.scratch,
+        }
+        rows = {k: v for k, v in rows.items() if v is not None}
+        return pd.DataFrame([{"run": k, **v.summary()} for k, v in rows.items()]).set_index("run")
+
+    def plot(self) -> Figure:
+        """Training loss per epoch of the fine-tuned and the from-scratch runs, side by side."""
+        fig = Figure(figsize=(11, 3.8))
+        axes = fig.subplots(1, 3)
+        runs = {"fine-tuned": self.fine_tuned, "from scratch": self.scratch}
+        for ax, loss in zip(axes, ("box_loss", "cls_loss", "dfl_loss"), strict=True):
+            for label, run in runs.items():
+                column = f"{LOSS_PREFIX}{loss}"
+                if column in run.history:
+                    ax.plot(run.history["epoch"], run.history[column], marker=".", label=label)
+            ax.set_xlabel("epoch")
+            ax.set_title(f"target {loss}")
+            if ax.lines:
+                ax.legend()
+        fig.tight_layout()
+        return fig
+
+
+def fine_tune(
+    pretrained: TrainResult | str | os.PathLike,
+    target_yaml: str | os.PathLike,
+    *,
+    profile: Profile,
+    out_dir: str | os.PathLike,
+    epochs: int | None = None,
+    seed: int = 0,
+    on_epoch: EpochCallback | None = None,
+    **overrides: Any,
+) -> FineTuneResult:
+    """Fine-tunes a trained model on another dataset and compares with training from scratch.
+
+    The usual story: the synthetic set taught the model what vehicles on a road look like; the
+    real sample (target) is small. Two runs, for the same epochs and settings, go to
+    ``out_dir/finetune`` (starting from ``pretrained``) and ``out_dir/scratch`` (random weights,
+    same architecture); the fine-tuned best weights are copied to ``out_dir/finetuned.pt``
+    (``out_dir/best.pt`` is left alone). Both datasets must share the class list (map the
+    target's classes first: :func:`tcv_helpers.formats.remap_dataset`).
+
+    Args:
+        pretrained: The source run (or its ``best.pt``; a ``.pt`` outside ``out_dir`` must be
+            one :func:`resolve_model` trusts).
+        target_yaml: ``data.yaml`` to fine-tune on and to train from scratch on.
+        profile: Supplies the training settings.
+        out_dir: The workspace's models folder.
+        epochs: Epochs of both runs (default: the profile's).
+        seed: Random seed of both runs.
+        on_epoch: Called after every epoch of both runs.
+        **overrides: Any Ultralytics training argument, for both runs.
+
+    Returns:
+        The source run (when given as a :class:`TrainResult`) and the two target runs.
+    """
+    weights = pretrained.best if isinstance(pretrained, TrainResult) else Path(pretrained)
+    out = Path(out_dir).resolve()
+    common: dict[str, Any] = {
+        "profile": profile, "out_dir": out, "seed": seed, "epochs": epochs, "on_epoch": on_epoch,
+        **overrides,
+    }  # fmt: skip
+    fine_tuned = train(
+        target_yaml, model=weights, name="finetune", publish_as="finetuned.pt", **common
+    )
+    architecture = _architecture_of_weights(weights, default=profile.model)
+    scratch = train(target_yaml, model=architecture, name="scratch", publish_as=None, **common)
+    return FineTuneResult(
+        pretrained=pretrained if isinstance(pretrained, TrainResult) else None,
+        fine_tuned=fine_tuned,
+        scratch=scratch,
+    )
+
+
+def _architecture_of_weights(weights: Path, *, default: str) -> str:
+    """The ``.yaml`` a trained checkpoint was built from (``yolo11n.yaml``), else ``default``'s."""
+    import torch
+
+    try:
+        checkpoint = torch.load(weights, map_location="cpu", weights_only=False)
+        yaml_file = checkpoint["model"].yaml.get("yaml_file")
+    except (OSError, RuntimeError, KeyError, AttributeError):
+        yaml_file = None
+    return _architecture_of(Path(yaml_file).name if yaml_file else default)
+
+
+def _architecture_of(model: str | os.PathLike) -> str:
+    """The ``.yaml`` architecture of a model name (``yolo11n.pt`` -> ``yolo11n.yaml``)."""
+    path = Path(model)
+    return str(model) if path.suffix in (".yaml", ".yml") else f"{path.stem}.yaml"
+
+
+LOSS_PREFIX = "train/"
+MAP_COLUMNS = ("metrics/mAP50(B)", "metrics/mAP50-95(B)")
+
+
+def _draw(fig: Figure, frame: pd.DataFrame) -> Figure:
+    fig.clear()
     losses, quality = fig.subplots(1, 2)
-    for column in [c for c in frame.columns if c.startswith("train/")]:
-        losses.plot(frame["epoch"], frame[column], marker=".", label=column.removeprefix("train/"))
+    for column in [c for c in frame.columns if c.startswith(LOSS_PREFIX)]:
+        losses.plot(
+            frame["epoch"], frame[column], marker=".", label=column.removeprefix(LOSS_PREFIX)
+        )
     losses.set_xlabel("epoch")
     losses.set_title("training losses")
-    losses.legend()
-    for column in ("metrics/mAP50(B)", "metrics/mAP50-95(B)"):
+    if losses.lines:
+        losses.legend()
+    for column in MAP_COLUMNS:
         if column in frame:
-            quality.plot(frame["epoch"], frame[column], marker="o", label=column.split("/")[1])
+            # Epochs without validation are stored as 0 (or missing): they are not measurements.
+            points = frame[frame[column].notna() & (frame[column] > 0)]
+            quality.plot(points["epoch"], points[column], marker="o", label=column.split("/")[1])
     quality.set_xlabel("epoch")
     quality.set_ylim(0, 1)
     quality.set_title("validation mAP")
-    quality.legend()
+    if quality.lines:
+        quality.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_training(results: str | os.PathLike | pd.DataFrame) -> Figure:
+    """Losses and validation mAP per epoch, from a run's ``results.csv`` (path or DataFrame).
+
+    Args:
+        results: ``results.csv`` of a run, or its DataFrame (e.g. ``TrainResult.history``).
+
+    Returns:
+        Two panels: training losses, and mAP50 / mAP50-95 for the validated epochs.
+    """
+    return _draw(Figure(figsize=(11, 3.8)), read_results(results))
+
+
+class LiveCurves:
+    """Training curves that redraw in place while a notebook trains.
+
+    Pass the object as ``on_epoch`` (it is callable); each epoch adds a row and redraws the
+    figure. In a notebook the figure is shown once and then updated through an IPython display
+    handle; elsewhere nothing is shown and the figure is just kept up to date.
+
+    Example::
+
+        curves = tcv.train.LiveCurves()
+        tcv.train.train(data_yaml, profile=cfg.profile, out_dir=models, on_epoch=curves)
+    """
+
+    def __init__(self, *, show: bool | None = None, figsize: tuple[float, float] = (11, 3.8)):
+        """Creates the figure.
+
+        Args:
+            show: Display the figure (None: only inside IPython/Jupyter).
+            figsize: Figure size in inches.
+        """
+        self.figure = Figure(figsize=figsize)
+        self.rows: list[dict[str, float]] = []
+        self.show = _in_ipython() if show is None else show
+        self.handle: Any = None
+
+    def update(self, epoch: int, metrics: Mapping[str, float]) -> Figure:
+        """Adds one epoch's metrics and redraws.
+
+        Args:
+            epoch: 1-based epoch number (a repeated epoch replaces the earlier row: a resume).
+            metrics: Metric name to value, as given to ``on_epoch``.
+
+        Returns:
+            The redrawn figure.
+        """
+        self.rows = [r for r in self.rows if r["epoch"] != epoch]
+        self.rows.append({"epoch": epoch, **{k: float(v) for k, v in metrics.items()}})
+        self.rows.sort(key=lambda r: r["epoch"])
+        _draw(self.figure, self.frame())
+        if self.show:
+            from IPython.display import display
+
+            if self.handle is None:
+                self.handle = display(self.figure, display_id=True)
+            else:
+                self.handle.update(self.figure)
+        return self.figure
+
+    __call__ = update
+
+    def frame(self) -> pd.DataFrame:
+        """The epochs seen so far, one row each (the columns of ``results.csv``)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=None if self.rows else ["epoch"])
+
+
+def _in_ipython() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return get_ipython() is not None

@@ -567,3 +567,31 @@ def test_classes_file_keeps_class_order(synthetic: LabelSet, tmp_path: Path) -> 
 )
 def test_format_yolo_number(value: float, text: str) -> None:
     assert format_yolo_number(value) == text
+
+
+def test_remap_dataset_writes_a_mapped_copy_and_leaves_the_source(tmp_path: Path) -> None:
+    from tcv_helpers.formats import remap_dataset
+    from tcv_helpers.synth import generate_dataset
+
+    src = generate_dataset(tmp_path / "src", images=24, cameras=3, sequences=0, workers=1).root
+    before = {p: p.read_bytes() for p in sorted(src.rglob("*")) if p.is_file()}
+    original = read_labels(src, "yolo")
+    counts = {c: 0 for c in original.classes}
+    for image in original.images:
+        for class_id in image.detections.class_id:
+            counts[original.classes[class_id]] += 1
+    mapping = {c: c for c in original.classes} | {"bus": "truck", "person": None}
+    data_yaml, report = remap_dataset(src, tmp_path / "mapped", mapping)
+    assert data_yaml == tmp_path / "mapped" / "data.yaml"
+    assert yaml.safe_load(data_yaml.read_text())["names"] == dict(enumerate(PROJECT_CLASSES))
+    mapped = read_labels(tmp_path / "mapped", "yolo")
+    assert len(mapped.images) == len(original.images)
+    after = {c: 0 for c in mapped.classes}
+    for image in mapped.images:
+        for class_id in image.detections.class_id:
+            after[mapped.classes[class_id]] += 1
+    assert after["truck"] == counts["truck"] + counts["bus"] and after["bus"] == 0
+    assert after["person"] == 0 and report.dropped.get("person", 0) == counts["person"]
+    assert {p: p.read_bytes() for p in sorted(src.rglob("*")) if p.is_file()} == before
+    with pytest.raises(ValueError, match="car"):
+        remap_dataset(src, tmp_path / "partial", {"truck": "truck"})

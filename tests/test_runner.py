@@ -17,6 +17,7 @@ from tcv_helpers.runner import RunError, parse_parameter, run_notebooks, select_
 from tests.conftest import NOTEBOOKS, ROOT
 
 FAKE_KEY = "fake-key-9f8e7d6c5b4a"
+MODELING = ("04_model_selection.ipynb", "05_training.ipynb", "06_evaluation.ipynb")
 TCV = [sys.executable, "-c", "from tcv_helpers.cli import app; app()"]
 
 
@@ -251,7 +252,36 @@ def test_whole_course_smoke_run(tmp_path):
     for entry in summary["notebooks"]:
         assert entry["status"] == "ok" and entry["seconds"] > 0 and entry["metrics"], entry
     assert summary["profile"] == "smoke" and summary["seconds"] < 600
+    by_name = {e["notebook"]: e for e in summary["notebooks"]}
+    training, evaluation = by_name["05_training.ipynb"], by_name["06_evaluation.ipynb"]
+    # The course's bar: the smoke model reaches mAP50 0.5 on the validation cameras, and the
+    # course's evaluation (pycocotools) agrees with Ultralytics' own on the same predictions.
+    assert training["metrics"]["map50"] >= 0.5, training["metrics"]
+    assert evaluation["metrics"]["map50"] >= 0.5, evaluation["metrics"]
+    assert abs(evaluation["metrics"]["map50"] - evaluation["metrics"]["ultralytics_map50"]) <= 0.02
+    modeling = sum(by_name[n]["seconds"] for n in MODELING)
+    assert modeling < 360, f"notebooks 04-06 took {modeling:.0f} s (budget 6 minutes)"
     report = (run_dir / "report.html").read_text()
     assert all(name in report for name in names)
     assert (Path(summary["workspace"]) / "project.yaml").is_file()
     assert _scan(run_dir, FAKE_KEY) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("only", ["04", "06"])
+def test_notebook_runs_standalone(tmp_path, only):
+    """Opened on its own, a notebook makes what it needs (06: the dataset and a trained model)."""
+    env = {k: v for k, v in os.environ.items() if k != "TCV_PROFILE"}
+    out = tmp_path / "runs"
+    result = subprocess.run(
+        [*TCV, "run", "--profile", "smoke", "--only", only, "--out", str(out), "--no-progress"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_dir = next(out.iterdir())
+    (entry,) = json.loads((run_dir / "summary.json").read_text())["notebooks"]
+    assert entry["status"] == "ok" and entry["metrics"], entry
+    executed = next(run_dir.glob(f"{only}_*.ipynb")).read_text()
+    if only == "06":
+        assert "No trained model in the workspace, so one was trained now" in executed
+        assert entry["metrics"]["map50"] >= 0.5

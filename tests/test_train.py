@@ -1,11 +1,14 @@
-"""Training: what is loaded and why, the profile's settings, a real run, and resume after a kill."""
+"""Training: what is loaded and why, the profile's settings, a real run, resume after a kill."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from unittest.mock import ANY
 
+import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
@@ -13,20 +16,30 @@ from tcv_helpers import train as train_mod
 from tcv_helpers.config import PROFILES, with_overrides
 from tcv_helpers.synth import generate_dataset
 from tcv_helpers.train import (
+    LiveCurves,
     UntrustedWeights,
     WeightsEntry,
+    ensure_trained,
+    fine_tune,
+    model_to_train,
     plot_training,
     resolve_model,
     train,
     training_args,
 )
 
-TINY = with_overrides(PROFILES["smoke"], imgsz=64, epochs=2, batch=8)
+TINY = with_overrides(PROFILES["smoke"], imgsz=64, epochs=2, batch=8, synth_images=24)
 
 
 def test_architecture_trains_from_scratch():
     source, note = resolve_model("yolo11n.yaml")
     assert source == "yolo11n.yaml" and "from scratch" in note
+
+
+def test_registry_pins_release_weights():
+    for name, entry in train_mod.WEIGHTS.items():
+        assert entry.name == name and entry.url.endswith(f"/{name}")
+        assert len(entry.sha256) == 64 and "AGPL-3.0" in entry.license
 
 
 def test_unregistered_pretrained_weights_fall_back_to_the_yaml(monkeypatch):
@@ -40,17 +53,34 @@ def test_registered_weights_offline_fall_back(monkeypatch, tmp_path):
     entry = WeightsEntry("yolo11n.pt", "http://127.0.0.1:9/yolo11n.pt", "0" * 64, "AGPL-3.0")
     monkeypatch.setattr(train_mod, "WEIGHTS", {"yolo11n.pt": entry})
     source, note = resolve_model("yolo11n.pt")
-    assert source == "yolo11n.yaml" and "Could not download" in note and "from scratch" in note
+    assert source == "yolo11n.yaml"
+    assert "from scratch instead of pretrained yolo11n.pt" in note and note.count("\n") == 0
     source, note = resolve_model("yolo11n.pt", allow_download=False)
     assert source == "yolo11n.yaml" and "Downloads are off" in note
+
+
+def test_registered_weights_in_the_cache_are_used(monkeypatch, tmp_path):
+    import hashlib
+
+    monkeypatch.setenv("TCV_CACHE", str(tmp_path))
+    payload = b"pretend weights"
+    digest = hashlib.sha256(payload).hexdigest()
+    cached = tmp_path / "downloads" / f"{digest[:16]}-yolo11n.pt"
+    cached.parent.mkdir()
+    cached.write_bytes(payload)
+    entry = WeightsEntry("yolo11n.pt", "http://127.0.0.1:9/yolo11n.pt", digest, "AGPL-3.0")
+    monkeypatch.setattr(train_mod, "WEIGHTS", {"yolo11n.pt": entry})
+    source, note = resolve_model("yolo11n.pt")
+    assert source == str(cached) and "checksum verified" in note
 
 
 def test_unknown_pickles_are_refused(tmp_path):
     stranger = tmp_path / "downloads" / "cool_model.pt"
     stranger.parent.mkdir()
     stranger.write_bytes(b"not looked at")
-    with pytest.raises(UntrustedWeights, match="pickle"):
+    with pytest.raises(UntrustedWeights, match=r"pickle and loading one runs"):
         resolve_model(str(stranger), trusted_dirs=(tmp_path / "models",))
+    assert resolve_model(stranger, trusted=True)[0] == str(stranger.resolve())
     ours = tmp_path / "models" / "best.pt"
     ours.parent.mkdir()
     ours.write_bytes(b"x")
@@ -62,15 +92,45 @@ def test_unknown_pickles_are_refused(tmp_path):
 def test_training_args_come_from_the_profile():
     args = training_args(PROFILES["smoke"], epochs=5, lr0=None)
     assert args["epochs"] == 5 and args["imgsz"] == PROFILES["smoke"].imgsz
-    assert args["optimizer"] == "AdamW" and args["mosaic"] == 0 and args["val"] is False
     assert args["lr0"] == PROFILES["smoke"].lr0, "None overrides nothing"
-    assert training_args(PROFILES["workshop"])["val"] is True
+    assert args["device"] == "cpu" and args["cache"] is True
+    assert args["nbs"] == PROFILES["smoke"].batch, "one optimiser step per batch"
+    assert training_args(PROFILES["smoke"], batch=4)["nbs"] == 4
+    assert training_args(PROFILES["smoke"], batch=4, nbs=64)["nbs"] == 64
+    workshop = training_args(PROFILES["workshop"])
+    assert workshop["val"] is True and "device" not in workshop and "cache" not in workshop
+    assert "nbs" not in workshop
+
+
+def test_model_to_train_follows_notebook_04(tmp_path):
+    smoke, workshop = PROFILES["smoke"], PROFILES["workshop"]
+    assert model_to_train(workshop, tmp_path) == (workshop.model, ANY)
+    assert model_to_train(workshop, tmp_path, "yolo11s.yaml")[0] == "yolo11s.yaml"
+    (tmp_path / "model_selection.json").write_text(json.dumps({"model": "yolo11s"}))
+    model, why = model_to_train(workshop, tmp_path)
+    assert model == "yolo11s.pt" and "notebook 04" in why
+    model, why = model_to_train(smoke, tmp_path)
+    assert model == smoke.model and "smoke profile" in why and "yolo11s" in why
+    (tmp_path / "model_selection.json").write_text(json.dumps({"model": "yolo11n-seg"}))
+    assert model_to_train(workshop, tmp_path)[0] == workshop.model
+    (tmp_path / "model_selection.json").write_text("{broken")
+    assert model_to_train(workshop, tmp_path)[0] == workshop.model
+
+
+def test_smoke_profile_settings_reach_ultralytics():
+    smoke = PROFILES["smoke"]
+    args = training_args(smoke)
+    for key in ("epochs", "imgsz", "batch", "patience", "optimizer", "lr0", "mosaic"):
+        assert args[key] == getattr(smoke, key), key
+    assert args["val"] is smoke.validate_each_epoch is False and args["warmup_epochs"] == 1.0
+    assert training_args(smoke, epochs=3, lr0=None)["epochs"] == 3, "None overrides nothing"
 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
-    return generate_dataset(root / "data", images=24, cameras=3, sequences=0, workers=1).data_yaml
+    made = generate_dataset(root / "data", images=24, cameras=3, sequences=0, workers=1)
+    return made.data_yaml
 
 
 def test_missing_dataset(tmp_path):
@@ -79,24 +139,99 @@ def test_missing_dataset(tmp_path):
     (tmp_path / "d.yaml").write_text("train: x\n")
     with pytest.raises(FileNotFoundError, match="Nothing to resume"):
         train(tmp_path / "d.yaml", profile=TINY, out_dir=tmp_path, resume=True)
+    damaged = tmp_path / "train" / "weights" / "last.pt"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"PK\x03\x04 cut short by a kill")
+    with pytest.raises(FileNotFoundError, match="incomplete or damaged"):
+        train(tmp_path / "d.yaml", profile=TINY, out_dir=tmp_path, resume=True)
+
+
+def _frame(epochs: int) -> pd.DataFrame:
+    rows = []
+    for epoch in range(1, epochs + 1):
+        validated = epoch == epochs
+        rows.append(
+            {
+                "epoch": epoch,
+                "train/box_loss": 3.0 / epoch,
+                "train/cls_loss": 2.0 / epoch,
+                "metrics/mAP50(B)": 0.6 if validated else 0.0,
+                "metrics/mAP50-95(B)": 0.3 if validated else 0.0,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_plot_training_skips_unvalidated_epochs(tmp_path):
+    frame = _frame(4)
+    csv = tmp_path / "results.csv"
+    frame.rename(columns=lambda c: f"  {c}").to_csv(csv, index=False)  # Ultralytics pads names
+    fig = plot_training(csv)
+    assert isinstance(fig, Figure)
+    losses, quality = fig.axes
+    assert len(losses.lines) == 2 and list(losses.lines[0].get_xdata()) == [1, 2, 3, 4]
+    assert [list(line.get_xdata()) for line in quality.lines] == [[4], [4]]
+    assert isinstance(plot_training(frame), Figure)
+
+
+def test_live_curves_redraw_in_place(monkeypatch):
+    import IPython.display
+
+    shown = []
+
+    class Handle:
+        def update(self, obj):
+            shown.append(("update", obj))
+
+    def fake_display(obj, display_id=False):
+        shown.append(("display", obj))
+        return Handle()
+
+    monkeypatch.setattr(IPython.display, "display", fake_display)
+    curves = LiveCurves(show=True)
+    for row in _frame(3).to_dict("records"):
+        epoch = int(row.pop("epoch"))
+        assert curves(epoch, row) is curves.figure
+    assert [kind for kind, _ in shown] == ["display", "update", "update"]
+    assert all(obj is curves.figure for _, obj in shown)
+    assert list(curves.frame()["epoch"]) == [1, 2, 3]
+    curves.update(3, {"train/box_loss": 0.5})  # a resumed epoch replaces the old row
+    assert list(curves.frame()["epoch"]) == [1, 2, 3] and len(curves.figure.axes[0].lines) == 2
+    quiet = LiveCurves(show=False)
+    quiet.update(1, {"train/box_loss": 1.0})
+    assert len(shown) == 4 and isinstance(quiet.figure, Figure)
 
 
 @pytest.mark.slow
 def test_a_short_run_writes_weights_and_reports_epochs(tiny_data, tmp_path):
-    seen = []
+    import torch
+
+    seen, threads = [], []
+    before = torch.get_num_threads()
+
+    def on_epoch(epoch, metrics):
+        seen.append((epoch, metrics))
+        threads.append(torch.get_num_threads())
+
     result = train(
         tiny_data,
         profile=TINY,
         out_dir=tmp_path / "models",
         workers=0,
-        on_epoch=lambda epoch, metrics: seen.append((epoch, sorted(metrics))),
+        threads=2,
+        on_epoch=on_epoch,
     )
+    assert threads == [2, 2] and torch.get_num_threads() == before, "threads set, then restored"
     assert [e for e, _ in seen] == [1, 2]
-    assert any("train/box_loss" in keys for _, keys in seen)
+    assert "train/box_loss" in seen[0][1] and "metrics/mAP50(B)" not in seen[0][1]
+    assert "metrics/mAP50(B)" in seen[1][1], "the last epoch is validated"
     assert result.best == tmp_path / "models" / "best.pt" and result.best.is_file()
-    assert result.last.is_file() and 0 <= result.map50 <= 1 and result.images_per_second > 0
-    assert list(result.results()["epoch"]) == [1, 2]
+    assert (result.run_dir / "weights" / "best.pt").is_file() and result.last.is_file()
+    assert 0 <= result.map50 <= 1 and result.images_per_second > 0 and result.epochs == 2
+    assert list(result.history["epoch"]) == [1, 2]
+    assert result.settings["imgsz"] == 64 and "from scratch" in result.model_note
     assert isinstance(plot_training(result.run_dir / "results.csv"), Figure)
+    assert list((result.run_dir / "tensorboard").glob("events.out.tfevents*")), "TensorBoard logs"
 
 
 @pytest.mark.slow
@@ -104,24 +239,32 @@ def test_resume_continues_after_a_kill(tiny_data, tmp_path):
     import torch
 
     out = tmp_path / "models"
+    marker = tmp_path / "epoch3"
+    # The child pauses after epoch 3 (its checkpoint is on disk by then), so the kill lands
+    # mid-run however fast the machine is.
     code = (
-        "from tcv_helpers.train import train; from tcv_helpers.config import PROFILES, with_overrides;"
+        "import pathlib, time\n"
+        "from tcv_helpers.train import train\n"
+        "from tcv_helpers.config import PROFILES, with_overrides\n"
+        "def on_epoch(epoch, metrics):\n"
+        "    if epoch == 3:\n"
+        f"        pathlib.Path({str(marker)!r}).touch(); time.sleep(600)\n"
         f"train({str(tiny_data)!r}, profile=with_overrides(PROFILES['smoke'], imgsz=64, batch=8),"
-        f" out_dir={str(out)!r}, epochs=8, workers=0)"
+        f" out_dir={str(out)!r}, epochs=8, workers=0, on_epoch=on_epoch)\n"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     last = out / "train" / "weights" / "last.pt"
     deadline = time.monotonic() + 240
-    while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)  # let the checkpoint be written whole
+    while not marker.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert last.is_file(), "training never wrote a checkpoint"
-    done = torch.load(last, weights_only=False)["epoch"]
-    assert 0 <= done < 7, "the run finished before it could be interrupted"
+    done = torch.load(last, weights_only=False)["epoch"] + 1  # epochs completed
+    assert done == 3
     seen = []
     result = train(
         tiny_data,
@@ -130,5 +273,43 @@ def test_resume_continues_after_a_kill(tiny_data, tmp_path):
         resume=True,
         on_epoch=lambda epoch, metrics: seen.append(epoch),
     )
-    assert seen[0] == done + 2, "resume must continue after the checkpoint, not start again"
-    assert seen[-1] == 8 and result.best.is_file()
+    assert seen == list(range(done + 1, 9)), "resume continues after the checkpoint"
+    epochs = list(result.history["epoch"])
+    assert epochs[-1] == 8 and epochs == sorted(set(epochs)), "results.csv continues"
+    assert result.epochs == 8 and result.best.is_file() and "Resuming" in result.model_note
+
+
+@pytest.mark.slow
+def test_fine_tune_compares_with_scratch(tiny_data, tmp_path):
+    target = generate_dataset(
+        tmp_path / "target", images=18, cameras=3, seed=7, sequences=0, workers=1
+    ).data_yaml
+    one = with_overrides(TINY, epochs=1)
+    models = tmp_path / "models"
+    source = train(tiny_data, profile=one, out_dir=models, name="pretrain", workers=0)
+    assert "from scratch" in source.model_note
+    result = fine_tune(source, target, profile=one, out_dir=models, workers=0)
+    assert "trained by this course" in result.fine_tuned.model_note
+    assert "from scratch" in result.scratch.model_note
+    assert result.scratch.settings["epochs"] == result.fine_tuned.settings["epochs"] == 1
+    assert result.fine_tuned.best == models / "finetuned.pt"
+    assert models.joinpath("best.pt").read_bytes() == source.best.read_bytes(), "left alone"
+    table = result.table()
+    assert list(table.index) == [
+        "pretrain (source)",
+        "fine-tuned (target)",
+        "from scratch (target)",
+    ]
+    assert (table["epochs"] == 1).all()
+    only_path = fine_tune(source.best, target, profile=one, out_dir=models, workers=0)
+    assert only_path.pretrained is None and len(only_path.table()) == 2
+
+
+@pytest.mark.slow
+def test_ensure_trained_trains_once(tiny_data, tmp_path):
+    models = tmp_path / "models"
+    weights, note = ensure_trained(tiny_data, profile=TINY, out_dir=models, workers=0)
+    assert weights == models / "best.pt" and weights.is_file() and "trained now" in note
+    stamp = weights.stat().st_mtime_ns
+    again, note = ensure_trained(tiny_data, profile=TINY, out_dir=models)
+    assert again == weights and weights.stat().st_mtime_ns == stamp and "earlier" in note
