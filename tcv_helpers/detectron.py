@@ -7,7 +7,7 @@ this part. Everything else of the course runs without it.
 The model is Faster R-CNN R50-FPN from the model-zoo config
 ``COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml``. Without pretrained weights (offline, or weights
 with no pinned checksum) its default *frozen* BatchNorm makes training diverge within a few
-iterations, so the backbone, FPN and box head use GroupNorm instead (as in Detectron2's own
+iterations, so the backbone and the FPN use GroupNorm instead (as in Detectron2's own
 "train from scratch" configs). The dataset is registered from the workspace's COCO json
 (``annotations/instances_<split>.json``); predictions come back as ``sv.Detections`` in
 original-image pixels, like every other backend (:mod:`tcv_helpers.predict`).
@@ -176,14 +176,14 @@ def faster_rcnn_config(
         cfg.MODEL.RESNETS.NORM = "GN"
         cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False
         cfg.MODEL.FPN.NORM = "GN"
-        cfg.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"
-        cfg.MODEL.ROI_BOX_HEAD.NUM_CONV = 4
-        cfg.MODEL.ROI_BOX_HEAD.NUM_FC = 1
-        cfg.MODEL.ROI_BOX_HEAD.NORM = "GN"
     else:
         cfg.MODEL.WEIGHTS = str(weights)
     scale = imgsz / 800
     cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[max(4.0, round(s * scale, 1))] for s in BASE_ANCHORS]
+    if imgsz < 400:  # small frames hold few objects: fewer proposals, much less work
+        cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = 500
+        cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 300
+        cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 128
     cfg.INPUT.MIN_SIZE_TRAIN = (imgsz,)
     cfg.INPUT.MAX_SIZE_TRAIN = int(imgsz * 1333 / 800)
     cfg.INPUT.MIN_SIZE_TEST = imgsz
@@ -213,7 +213,7 @@ class Detectron2Run:
         class_names: Class names by id.
         iterations: Iterations trained.
         seconds: Wall-clock seconds of training.
-        losses: ``total_loss`` per logged iteration (from ``metrics.json``).
+        losses: ``total_loss`` per iteration.
         note: One sentence on how it was trained.
     """
 
@@ -298,6 +298,10 @@ def train_detectron2(
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
+    try:  # every iteration's loss (metrics.json keeps only every 20th)
+        losses = [float(v) for v, _ in trainer.storage.history("total_loss").values()]
+    except (AttributeError, KeyError):
+        losses = _losses(out / "metrics.json")
     from tcv_helpers.io import atomic_write_json, atomic_write_text
 
     atomic_write_text(out / CONFIG_FILE, cfg.dump())
@@ -309,7 +313,7 @@ def train_detectron2(
     )
     return Detectron2Run(
         output_dir=out, weights=out / WEIGHTS_FILE, class_names=names, iterations=iterations,
-        seconds=seconds, losses=_losses(out / "metrics.json"), note=note,
+        seconds=seconds, losses=losses, note=note,
     )  # fmt: skip
 
 

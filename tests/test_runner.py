@@ -268,7 +268,7 @@ def test_whole_course_smoke_run(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("only", ["04", "06"])
+@pytest.mark.parametrize("only", ["04", "05", "06"])
 def test_notebook_runs_standalone(tmp_path, only):
     """Opened on its own, a notebook makes what it needs (06: the dataset and a trained model)."""
     env = {k: v for k, v in os.environ.items() if k != "TCV_PROFILE"}
