@@ -38,7 +38,7 @@ ZOO_CONFIG = "COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml"
 #: How to install Detectron2 (shown when it is missing).
 INSTALL_HINT = (
     "install it from source: pip install 'setuptools<81' && pip install --no-build-isolation "
-    "'git+https://github.com/facebookresearch/detectron2.git' (README, section Detectron2)"
+    "--use-pep517 'git+https://github.com/facebookresearch/detectron2.git' (README, Detectron2)"
 )
 #: Detectron2's default anchor sizes (pixels) for a 640-pixel-class input, one per FPN level.
 BASE_ANCHORS = (32, 64, 128, 256, 512)
