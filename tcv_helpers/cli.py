@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -273,3 +274,91 @@ def data_scrape(
     for note in report.notes:
         typer.echo(note)
     typer.echo(report.summary())
+
+
+@app.command()
+def bench(
+    model: Annotated[Path, typer.Argument(help="Trained YOLO weights (.pt) to benchmark.")],
+    data: Annotated[Path, typer.Option(help="data.yaml: evaluation split and calibration frames.")],
+    out: Annotated[
+        Path, typer.Option(help="Folder for the exported variants and benchmark.json.")
+    ] = Path("variants"),
+    imgsz: Annotated[int, typer.Option(help="Input size for latency and throughput.")] = 640,
+    eval_imgsz: Annotated[
+        int | None, typer.Option(help="Input size for mAP50 (default: the training size).")
+    ] = None,
+    variants: Annotated[
+        str, typer.Option(help="Comma-separated variants, e.g. pytorch-fp32,openvino-int8 [all].")
+    ] = "",
+    repeats: Annotated[int, typer.Option(help="Timed frames per variant.")] = 30,
+    accuracy: Annotated[bool, typer.Option(help="Measure mAP50 of every variant (slower).")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Size, latency, throughput and mAP50 of a model across formats (PyTorch, ONNX, OpenVINO)."""
+    from tcv_helpers.optimize import VARIANTS, benchmark
+
+    chosen = [v.strip() for v in variants.split(",") if v.strip()] or list(VARIANTS)
+    if not model.is_file():
+        _fail(f"{model} does not exist: give the trained .pt (workspace/models/best.pt).")
+    if not data.is_file():
+        _fail(f"{data} does not exist: give the dataset's data.yaml.")
+    try:
+        result = benchmark(
+            model, data, out_dir=out, imgsz=imgsz, eval_imgsz=eval_imgsz,
+            variants=chosen, repeats=repeats,
+            accuracy=accuracy, progress=sys.stderr.isatty(),
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    typer.echo(result.table().round(3).to_string())
+    for note in result.notes:
+        typer.echo(note)
+    typer.echo(
+        f"Fastest: {result.fastest.variant} ({result.fastest.speedup:.2f}x PyTorch FP32 at "
+        f"{imgsz} px); written to {out / 'benchmark.json'}"
+    )
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        Path, typer.Option(help="The exported model: .onnx, OpenVINO .xml, or a benchmark folder.")
+    ],
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    backend: Annotated[
+        str, typer.Option(help="auto, onnxruntime or openvino (auto: by the model's file type).")
+    ] = "auto",
+    max_concurrency: Annotated[
+        int | None, typer.Option(help="Images decoded and run at once (default: the CPU cores).")
+    ] = None,
+    max_queue: Annotated[
+        int | None, typer.Option(help="Requests that may wait for a worker; more get 429 [32].")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads per inference (default: cores / concurrency).")
+    ] = None,
+) -> None:
+    """The detection service (FastAPI): /healthz, /metrics, /v1/detect; key from TCV_API_KEY."""
+    from tcv_helpers import serve as serve_mod
+
+    try:
+        per_image = threads or serve_mod.service_threads(max_concurrency)
+        detector = serve_mod.load_detector(model, backend=backend, threads=per_image)
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        _fail(str(exc))
+    key = "set" if os.environ.get(serve_mod.API_KEY_ENV) else "not set: open to all"
+    typer.echo(
+        f"Serving {detector.path} ({detector.backend}, version {detector.version}) on "
+        f"http://{host}:{port}; API key {key}.",
+        err=True,
+    )
+    queue = serve_mod.DEFAULT_MAX_QUEUE if max_queue is None else max_queue
+    serve_mod.run_server(
+        detector, host=host, port=port, max_concurrency=max_concurrency, max_queue=queue
+    )

@@ -60,7 +60,7 @@ def load_yolo(model: str | os.PathLike | Any) -> Any:
     """An Ultralytics YOLO model from weights this course trained (or an existing model object).
 
     Args:
-        model: A ``.pt`` path or a ``YOLO`` object.
+        model: A ``.pt`` (or exported model) path or a ``YOLO`` object.
 
     Returns:
         The ``ultralytics.YOLO`` model.
@@ -72,7 +72,7 @@ def load_yolo(model: str | os.PathLike | Any) -> Any:
 
     if isinstance(model, str | os.PathLike):
         path = Path(model)
-        if not path.is_file():
+        if not path.exists():  # a file, or a folder for formats such as OpenVINO
             raise FileNotFoundError(f"{path} does not exist: train a model first (notebook 05).")
         return YOLO(str(path))
     return model
@@ -189,6 +189,7 @@ def validate_yolo(
     split: str = "val",
     batch: int = 16,
     device: str = "cpu",
+    rect: bool = True,
 ) -> Validation:
     """Ultralytics' own validation of a model, with the predictions it scored.
 
@@ -205,6 +206,9 @@ def validate_yolo(
         split: ``val`` or ``test``.
         batch: Validation batch size.
         device: ``"cpu"``, ``"0"`` ...
+        rect: Batch images of similar shape with minimal padding (Ultralytics' default);
+            False letterboxes every image to the full square, as a fixed-size exported model
+            (ONNX, OpenVINO) must, so compare such variants with ``rect=False``.
 
     Returns:
         Ultralytics' numbers and one ``sv.Detections`` per image of ``image_paths``.
@@ -216,6 +220,7 @@ def validate_yolo(
         metrics = yolo.val(
             data=str(data_yaml), imgsz=imgsz, split=split, batch=batch, device=device,
             plots=False, verbose=False, workers=0, project=scratch, name="val", exist_ok=True,
+            rect=rect,
         )  # fmt: skip
     yolo.callbacks["on_val_start"].pop()
     box = metrics.box

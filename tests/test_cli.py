@@ -107,3 +107,14 @@ def test_scrape_demo_cameras(tmp_path):
         app, ["data", "scrape", "--cameras", str(bad), "--out", str(tmp_path / "o2")]
     )
     assert result.exit_code == 2 and "bad.yaml" in result.output
+
+
+def test_bench_refuses_missing_files_and_unknown_variants(synth, tmp_path):
+    missing = runner.invoke(app, ["bench", str(tmp_path / "none.pt"), "--data", "x.yaml"])
+    assert missing.exit_code == 2 and "none.pt does not exist" in missing.output
+    weights = tmp_path / "best.pt"
+    weights.write_bytes(b"not read: the variant list is checked first")
+    unknown = runner.invoke(
+        app, ["bench", str(weights), "--data", str(synth / "data.yaml"), "--variants", "tflite"]
+    )
+    assert unknown.exit_code == 2 and "Unknown variants ['tflite']" in unknown.output

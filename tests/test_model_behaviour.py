@@ -102,3 +102,18 @@ def test_a_blank_frame_has_no_vehicles(trained):
     grey = np.full((360, 640, 3), 96, dtype=np.uint8)
     (empty,) = _predict(trained, [grey])
     assert len(empty) == 0
+
+
+def test_optimized_variants_keep_accuracy(trained, tmp_path):
+    """ONNX Runtime and OpenVINO, FP32 and INT8: mAP50 within one point of PyTorch FP32."""
+    from tcv_helpers.optimize import benchmark
+
+    result = benchmark(
+        trained["result"].best, trained["root"] / "data.yaml", out_dir=tmp_path,
+        imgsz=SMOKE.imgsz, repeats=3,
+    )  # fmt: skip
+    rows = {r.variant: r for r in result.rows}
+    reference = rows.pop("pytorch-fp32").map50
+    assert reference >= MIN_MAP50 - 0.02, "letterboxed to the full square, as exports run"
+    for name, row in rows.items():
+        assert abs(row.map50 - reference) <= 0.01, f"{name}: {row.map50:.4f} vs {reference:.4f}"

@@ -1,0 +1,30 @@
+# The detection service (COURSE.md §5) on the CPU: ONNX Runtime, FastAPI, no torch.
+#
+#   docker build -t tcv-serve .
+#   docker run --rm -p 8000:8000 -v "$PWD/workspace/models:/models:ro" -e TCV_API_KEY tcv-serve
+#
+# The model is mounted, not baked in: /models/model.onnx by default, or give the arguments,
+# e.g. `docker run ... tcv-serve --model /models/best.onnx --host 0.0.0.0 --max-concurrency 4`.
+# The API key comes from the environment (TCV_API_KEY), never from the image or a flag.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY requirements-serve.txt .
+RUN pip install --no-cache-dir -r requirements-serve.txt
+COPY pyproject.toml README.md LICENSE ./
+COPY tcv_helpers ./tcv_helpers
+RUN pip install --no-cache-dir --no-deps . && rm -rf /app/tcv_helpers /app/build
+
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin tcv
+USER tcv
+
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
+
+ENTRYPOINT ["python", "-m", "tcv_helpers.serve"]
+CMD ["--model", "/models/model.onnx", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,207 @@
+"""How much the service (`tcv serve`: ONNX Runtime, bounded workers) gains over the naive way.
+
+The naive way is what a first deployment often looks like: a FastAPI endpoint that calls
+Ultralytics' `model.predict` on the PyTorch `.pt` per request (one call at a time: the model
+object is not thread-safe). Both servers get the same camera frame at `--imgsz` (640: what a
+deployed camera model sees) from `--concurrency` clients for `--seconds` each, one after the
+other, each server in its own process. Targets (issue: deployment): service requests/s >= 3x the
+naive endpoint's, and the service's p99 <= 3x its p50. Prints a table, and last the ratio.
+
+    python benchmarks/bench_service.py [--model-pt M.pt] [--model-onnx M.onnx] [--imgsz 640]
+        [--seconds 20] [--concurrency 8]
+
+Without `--model-pt` it uses workspace/models/best.pt when there is one, else an untrained
+YOLO11n with the course's six classes (fine for throughput; it says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from fastapi import FastAPI, File, UploadFile  # module level: FastAPI resolves the annotations
+
+TARGET_RATIO = 3.0
+TARGET_TAIL = 3.0
+CLASSES = ("car", "truck", "bus", "motorcycle", "bicycle", "person")
+DEFAULT_WEIGHTS = Path("workspace/models/best.pt")
+
+
+def naive_server(weights: str, port: int, imgsz: int) -> None:
+    """The naive endpoint: Ultralytics' predict on the .pt, per request (run in a child)."""
+    import threading
+
+    import cv2
+    import numpy as np
+    import uvicorn
+    from ultralytics import YOLO
+
+    model = YOLO(weights)
+    lock = threading.Lock()
+    app = FastAPI()
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/detect")
+    def detect(image: UploadFile = File(...)) -> dict:  # noqa: B008 (FastAPI's idiom)
+        frame = cv2.imdecode(np.frombuffer(image.file.read(), np.uint8), cv2.IMREAD_COLOR)
+        with lock:
+            result = model.predict(frame, imgsz=imgsz, conf=0.25, verbose=False)[0]
+        boxes = result.boxes
+        return {
+            "detections": [
+                {"xyxy": b, "confidence": c, "class_id": int(k)}
+                for b, c, k in zip(
+                    boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), strict=True
+                )
+            ]
+        }
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def _stride_up(size: float, stride: int = 32) -> int:
+    return int(-(-size // stride) * stride)
+
+
+def untrained_weights(out: Path) -> Path:
+    """An untrained YOLO11n for the course's classes, saved as a .pt."""
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel
+
+    yolo = YOLO("yolo11n.yaml")
+    yolo.model = DetectionModel("yolo11n.yaml", nc=len(CLASSES), verbose=False)
+    yolo.model.names = dict(enumerate(CLASSES))
+    yolo.save(str(out))
+    return out
+
+
+def camera_frame(folder: Path) -> bytes:
+    """One synthetic 1280 x 720 traffic-camera frame as JPEG bytes."""
+    from tcv_helpers.synth import generate_dataset
+
+    data = generate_dataset(
+        folder, images=3, cameras=3, sequences=0, width=1280, height=720, workers=1
+    )
+    return sorted((data.root / "images").glob("*/*.jpg"))[0].read_bytes()
+
+
+def start_naive(weights: Path, imgsz: int) -> tuple[subprocess.Popen, str]:
+    """Starts :func:`naive_server` in a child process; returns it and its URL once it answers."""
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--naive-server", "--model-pt", str(weights),
+         "--port", str(port), "--imgsz", str(imgsz)],
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while child.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return child, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    child.kill()
+    raise SystemExit("the naive server did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model-pt", type=Path, default=None)
+    parser.add_argument("--model-onnx", type=Path, default=None)
+    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--square",
+        action="store_true",
+        help="Export the ONNX model at imgsz x imgsz (default: the frame's 16:9 letterbox, "
+        "the input Ultralytics' predictor gives the .pt).",
+    )
+    parser.add_argument(
+        "--openvino", action="store_true", help="Also measure the service on OpenVINO."
+    )
+    parser.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.naive_server:
+        naive_server(str(args.model_pt), args.port, args.imgsz)
+        return
+
+    from ultralytics import YOLO
+
+    from tcv_helpers.predict import quiet_ultralytics
+    from tcv_helpers.serve import load_test, serve_in_background
+
+    # Ultralytics letterboxes a 1280 x 720 frame for the .pt to 640 x 384 (the smallest multiple
+    # of the stride); a fixed-size export for a fixed camera can take exactly that input.
+    shape = (
+        (args.imgsz, args.imgsz) if args.square else (_stride_up(args.imgsz * 9 / 16), args.imgsz)
+    )
+    with tempfile.TemporaryDirectory(prefix="tcv-bench-") as tmp:
+        work = Path(tmp)
+        weights, note = args.model_pt, ""
+        if weights is None and DEFAULT_WEIGHTS.is_file():
+            weights = DEFAULT_WEIGHTS
+        if weights is None:
+            with quiet_ultralytics():
+                weights = untrained_weights(work / "yolo11n-untrained.pt")
+            note = " (untrained YOLO11n: throughput only)"
+        onnx = args.model_onnx
+        if onnx is None:
+            with quiet_ultralytics():
+                onnx = Path(YOLO(str(weights)).export(format="onnx", imgsz=shape, dynamic=False))
+        image = camera_frame(work / "frame")
+        cores = len(os.sched_getaffinity(0))
+        print(
+            f"model={weights}{note} onnx={onnx.name} input={shape[1]}x{shape[0]} cores={cores} "
+            f"concurrency={args.concurrency} seconds={args.seconds:g} frame=1280x720"
+        )
+        rows = {}
+        naive, naive_url = start_naive(weights, args.imgsz)
+        try:
+            load_test(naive_url, image, concurrency=2, requests=4)  # warm up
+            rows["naive (.pt, predict per request)"] = load_test(
+                naive_url, image, concurrency=args.concurrency, seconds=args.seconds
+            )
+        finally:
+            naive.terminate()
+            naive.wait(timeout=30)
+        # "auto" is what the service runs by default: the file type decides (OpenVINO for an
+        # .xml, such as the benchmark's fastest variant; ONNX Runtime for an .onnx).
+        for backend in ("auto", "onnxruntime", "openvino") if args.openvino else ("auto",):
+            with serve_in_background(onnx, mode="process", api_key="", backend=backend) as server:
+                load_test(server.url, image, concurrency=2, requests=4)
+                rows[f"service ({backend})"] = load_test(
+                    server.url, image, concurrency=args.concurrency, seconds=args.seconds
+                )
+    print(f"{'server':36} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}  statuses")
+    for name, row in rows.items():
+        print(
+            f"{name:36} {row['ok_per_s']:8.1f} {row['p50_ms']:8.0f} {row['p99_ms']:8.0f}  "
+            f"{row['status_counts']} {row['errors'] or ''}"
+        )
+    naive_row, service_row = rows["naive (.pt, predict per request)"], rows["service (auto)"]
+    ratio = service_row["ok_per_s"] / max(naive_row["ok_per_s"], 1e-9)
+    tail = service_row["p99_ms"] / service_row["p50_ms"]
+    print(
+        f"ratio_service_to_naive={ratio:.2f} target={TARGET_RATIO:g} "
+        f"({'met' if ratio >= TARGET_RATIO else 'NOT met'}); service_p99_over_p50={tail:.2f} "
+        f"({'met' if tail <= TARGET_TAIL else 'NOT met'}: <= {TARGET_TAIL:g})"
+    )
+
+
+if __name__ == "__main__":
+    main()

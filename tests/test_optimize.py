@@ -1,0 +1,156 @@
+"""Optimization: export, INT8 quantization, OpenVINO, pruning, the benchmark, the search."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import onnx
+import pytest
+from matplotlib.figure import Figure
+
+from tcv_helpers.config import PROFILES, with_overrides
+from tcv_helpers.evaluate import load_ground_truth
+from tcv_helpers.optimize import (
+    BENCHMARK_FILE,
+    VARIANTS,
+    benchmark,
+    export_onnx,
+    export_openvino,
+    fastest_variant,
+    head_nodes,
+    letterbox_frames,
+    prune_weights,
+    quantize_onnx_int8,
+    tune,
+)
+from tcv_helpers.synth import generate_dataset
+from tcv_helpers.train import train
+
+TINY = with_overrides(PROFILES["smoke"], imgsz=64, epochs=2, batch=8)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    work = tmp_path_factory.mktemp("optimize")
+    data = generate_dataset(work / "data", images=30, cameras=3, sequences=0, workers=1)
+    result = train(data.data_yaml, profile=TINY, out_dir=work / "models", workers=0)
+    onnx_path = export_onnx(result.best, imgsz=64, out=work / "variants" / "fp32.onnx")
+    paths = load_ground_truth(data.root, "train")[0]
+    return {"work": work, "data": data, "weights": result.best, "onnx": onnx_path, "paths": paths}
+
+
+def test_letterbox_frames(tiny):
+    (frame,) = letterbox_frames(tiny["paths"][:1], imgsz=64)
+    assert frame.shape == (1, 3, 64, 64) and frame.dtype == np.float32
+    assert frame.min() >= 0.0 and frame.max() <= 1.0
+    with pytest.raises(FileNotFoundError, match=r"nope\.jpg"):
+        letterbox_frames([tiny["work"] / "nope.jpg"], imgsz=64)
+
+
+def test_export_keeps_ultralytics_metadata(tiny):
+    model = onnx.load(str(tiny["onnx"]))
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert "names" in meta and "car" in meta["names"] and meta["imgsz"] == "[64, 64]"
+    with pytest.raises(FileNotFoundError, match="train a model first"):
+        export_onnx(tiny["work"] / "none.pt", imgsz=64, out=tiny["work"] / "x.onnx")
+
+
+def test_head_nodes_are_the_decoding_of_the_last_module(tiny):
+    nodes = head_nodes(tiny["onnx"])
+    assert nodes and all(n.startswith("/model.23/") for n in nodes)
+    assert not any("/cv2." in n or "/cv3." in n for n in nodes)
+    assert any("dfl" in n for n in nodes) and any("Concat" in n for n in nodes)
+
+
+def test_int8_quantization_is_static_qdq_and_leaves_the_head_in_float(tiny):
+    import onnxruntime as ort
+
+    frames = letterbox_frames(tiny["paths"][:8], imgsz=64)
+    out = quantize_onnx_int8(tiny["onnx"], frames, out=tiny["work"] / "variants" / "int8.onnx")
+    model = onnx.load(str(out))
+    types = [n.op_type for n in model.graph.node]
+    assert types.count("QuantizeLinear") > 10 and types.count("DequantizeLinear") > 10
+    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    head = set(head_nodes(tiny["onnx"]))
+    decoding = [n for n in model.graph.node if n.name in head and n.op_type in ("Mul", "Sigmoid")]
+    assert decoding, "the head's decoding is still in the graph"
+    for node in decoding:  # in QDQ format a quantized op reads DequantizeLinear outputs
+        assert not dequantized & set(node.input), f"{node.name} was quantized"
+    convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name not in head]
+    assert all(dequantized & set(n.input) for n in convs), "the convolutions are quantized"
+    assert {p.key for p in model.metadata_props} >= {"names", "stride", "imgsz"}
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    reference = ort.InferenceSession(str(tiny["onnx"]), providers=["CPUExecutionProvider"])
+    (a,) = session.run(None, {"images": frames[0]})
+    (b,) = reference.run(None, {"images": frames[0]})
+    assert a.shape == b.shape
+    boxes = np.abs(a[0, :4] - b[0, :4])
+    assert np.median(boxes) < 2.0, "box coordinates survive quantization (pixels at 64 px)"
+    with pytest.raises(ValueError, match="at least one frame"):
+        quantize_onnx_int8(tiny["onnx"], [], out=tiny["work"] / "never.onnx")
+
+
+def test_openvino_fp32_and_int8(tiny):
+    import openvino as ov
+    import yaml
+
+    frames = letterbox_frames(tiny["paths"][:8], imgsz=64)
+    fp32 = export_openvino(tiny["onnx"], out_dir=tiny["work"] / "fp32_openvino_model")
+    int8 = export_openvino(
+        tiny["onnx"], out_dir=tiny["work"] / "int8_openvino_model", calibration=frames
+    )
+    meta = yaml.safe_load((fp32.parent / "metadata.yaml").read_text())
+    assert meta["names"][0] == "car" and meta["imgsz"] == [64, 64]
+    ops = {op.get_type_name() for op in ov.Core().read_model(str(int8)).get_ops()}
+    assert "FakeQuantize" in ops
+    plain = {op.get_type_name() for op in ov.Core().read_model(str(fp32)).get_ops()}
+    assert "FakeQuantize" not in plain
+
+
+def test_pruning_zeroes_weights_and_still_loads(tiny):
+    from ultralytics import YOLO
+
+    none = prune_weights(tiny["weights"], amount=0.0, out=tiny["work"] / "p0.pt")
+    half = prune_weights(tiny["weights"], amount=0.5, out=tiny["work"] / "p50.pt")
+    assert none.sparsity < 0.05 and half.sparsity >= 0.5
+    assert half.compressed_mb < none.compressed_mb, "zeros compress"
+    assert YOLO(str(half.weights)).predict(tiny["paths"][0], imgsz=64, verbose=False)
+    with pytest.raises(ValueError, match=r"amount must be in \[0, 1\)"):
+        prune_weights(tiny["weights"], amount=1.0, out=tiny["work"] / "never.pt")
+
+
+def test_benchmark_measures_every_variant_and_names_the_fastest(tiny):
+    out = tiny["work"] / "bench"
+    result = benchmark(
+        tiny["weights"], tiny["data"].data_yaml, out_dir=out, imgsz=64, repeats=3,
+        calibration=8, accuracy=False,
+    )  # fmt: skip
+    assert [r.variant for r in result.rows] == list(VARIANTS)
+    assert result.rows[0].speedup == 1.0
+    for row in result.rows:
+        assert row.throughput > 0 and row.p95_ms >= row.p50_ms > 0 and row.size_mb > 0
+        assert math.isnan(row.map50)
+    assert result.fastest.variant != "pytorch-fp32"
+    saved = json.loads((out / BENCHMARK_FILE).read_text())
+    assert saved["fastest"]["variant"] == result.fastest.variant
+    assert fastest_variant(out / BENCHMARK_FILE) == saved["fastest"]
+    assert fastest_variant(out / "missing.json") is None
+    assert list(result.table().index) == list(VARIANTS)
+    assert isinstance(result.plot(), Figure)
+    with pytest.raises(ValueError, match="Unknown variants"):
+        benchmark(tiny["weights"], tiny["data"].data_yaml, out_dir=out, variants=["tflite"])
+
+
+def test_search_runs_trials_and_reports_the_best(tiny):
+    result = tune(
+        tiny["data"].data_yaml, profile=TINY, out_dir=tiny["work"] / "tune", n_trials=2,
+        epochs=1, space={"lr0": ("float", 1e-3, 1e-2, True)}, sampler="random",
+    )  # fmt: skip
+    table = result.table()
+    assert len(table) == 2 and set(table["state"]) <= {"complete", "pruned"}
+    assert "lr0" in result.best_params and 1e-3 <= result.best_params["lr0"] <= 1e-2
+    assert isinstance(result.plot(), Figure)
+    with pytest.raises(ValueError, match="Unknown sampler"):
+        tune(tiny["data"].data_yaml, profile=TINY, out_dir=tiny["work"], sampler="annealing")
