@@ -85,6 +85,14 @@ class GpuInfo:
         return f"{self.count} GPU(s): {gpus}; CUDA {self.cuda or 'unknown'}"
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on: its affinity where the OS tells (a Slurm job or a
+    container may get fewer than the machine has), else every core."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 def _torch_version() -> str | None:
     try:
         from importlib.metadata import version

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from tcv_helpers.env import usable_cores
 from tcv_helpers.io import atomic_write_json, atomic_write_text
 from tcv_helpers.predict import quiet_ultralytics
 
@@ -54,12 +55,6 @@ INT8_SOURCE = {"onnxruntime-int8": "onnxruntime-fp32", "openvino-int8": "openvin
 BENCHMARK_FILE = "benchmark.json"
 #: Calibration frames for INT8 (more are slower to calibrate and rarely better).
 CALIBRATION_FRAMES = 64
-
-
-def _cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -638,7 +633,7 @@ def benchmark(
     if unknown:
         raise ValueError(f"Unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}.")
     weights, data_yaml, folder = Path(weights), Path(data_yaml), Path(out_dir)
-    cores = threads or _cores()
+    cores = threads or usable_cores()
     eval_size = eval_imgsz or _trained_imgsz(weights)
     train_images = load_ground_truth(data_yaml.parent, "train")[0][:calibration]
     eval_images = load_ground_truth(data_yaml.parent, split)[0]
@@ -933,7 +928,7 @@ def pruning_study(
     rows = []
     for amount in sorted({0.0, *amounts}):
         pruned = prune_weights(weights, amount=amount, out=Path(out_dir) / f"pruned-{amount:g}.pt")
-        times = time_variant(_runner("pytorch-fp32", pruned.weights, _cores()), frames,
+        times = time_variant(_runner("pytorch-fp32", pruned.weights, usable_cores()), frames,
                              repeats=repeats)  # fmt: skip
         rows.append(
             {"amount": amount, "sparsity": round(pruned.sparsity, 3),

@@ -91,6 +91,8 @@ from prometheus_client import Counter as PromCounter
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from tcv_helpers.env import usable_cores
+
 if TYPE_CHECKING:
     import supervision as sv
 
@@ -141,12 +143,6 @@ ENDPOINTS = ("/healthz", "/metrics", "/v1/detect", "/v1/detect/batch")
 
 # What Pillow raises on a damaged file, besides UnidentifiedImageError (a subclass of OSError).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
-
-
-def _cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -908,7 +904,7 @@ def load_detector(
     model, chosen, files = _resolve_model(Path(path), backend)
     runtime_type = _OnnxRuntime if chosen == "onnxruntime" else _OpenVino
     try:
-        runtime = runtime_type(model, threads=threads or _cores())
+        runtime = runtime_type(model, threads=threads or usable_cores())
     except ImportError as exc:
         package = "onnxruntime" if chosen == "onnxruntime" else "openvino"
         raise ImportError(f"The {chosen} backend needs `pip install {package}` ({exc}).") from None
@@ -928,7 +924,7 @@ def service_threads(max_concurrency: int | None = None) -> int:
     Returns:
         At least 1.
     """
-    cores = _cores()
+    cores = usable_cores()
     return max(1, cores // (max_concurrency or cores))
 
 
@@ -1315,40 +1311,22 @@ async def _send_json(
     await send({"type": "http.response.body", "body": body})
 
 
-_IMAGE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": [IMAGE_FIELD],
-                    "properties": {IMAGE_FIELD: {"type": "string", "format": "binary"}},
-                }
-            }
-        },
+def _multipart_body(field: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` for a multipart upload with one required field."""
+    form = {"type": "object", "required": [field], "properties": {field: schema}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": form}},
+        }
     }
-}
-_BATCH_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": [BATCH_FIELD],
-                    "properties": {
-                        BATCH_FIELD: {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "maxItems": MAX_BATCH_IMAGES,
-                        }
-                    },
-                }
-            }
-        },
-    }
-}
+
+
+_BINARY = {"type": "string", "format": "binary"}
+_IMAGE_BODY = _multipart_body(IMAGE_FIELD, _BINARY)
+_BATCH_BODY = _multipart_body(
+    BATCH_FIELD, {"type": "array", "items": _BINARY, "maxItems": MAX_BATCH_IMAGES}
+)
 
 
 def create_app(
@@ -1391,7 +1369,7 @@ def create_app(
     Raises:
         ValueError: If a limit is not positive or a threshold is outside 0-1.
     """
-    concurrency = _cores() if max_concurrency is None else max_concurrency
+    concurrency = usable_cores() if max_concurrency is None else max_concurrency
     limits = {
         "max_concurrency": concurrency,
         "max_upload_bytes": max_upload_bytes,

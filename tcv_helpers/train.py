@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from matplotlib.figure import Figure
 
 from tcv_helpers.config import Profile
+from tcv_helpers.env import usable_cores
 from tcv_helpers.io import atomic_write_bytes, atomic_write_text
 from tcv_helpers.predict import quiet_ultralytics
 from tcv_helpers.registry import DatasetUnavailable, download
@@ -343,13 +344,6 @@ def _tensorboard_writer(log_dir: Path) -> Any:
     return SummaryWriter(log_dir=str(log_dir))
 
 
-def _usable_cores() -> int:
-    """CPU cores this process may run on (its affinity where the OS tells, else all)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
 def _cpu_threads(trainer: Any, threads: int) -> None:
     """``on_train_start`` callback: PyTorch threads for CPU training (GPU runs are left alone)."""
     import torch
@@ -481,7 +475,7 @@ def train(
     for event, function in _epoch_reporter(report).items():
         detector.add_callback(event, function)
     threads_before = torch.get_num_threads()
-    wanted = threads or _usable_cores()
+    wanted = threads or usable_cores()
     detector.add_callback("on_train_start", lambda trainer: _cpu_threads(trainer, wanted))
     start = time.perf_counter()
     try:
