@@ -1,16 +1,21 @@
-"""How much the service (`tcv serve`: ONNX Runtime, bounded workers) gains over the naive way.
+"""How much the service (`tcv serve`: its default, fastest variant) gains over the naive way.
 
 The naive way is what a first deployment often looks like: a FastAPI endpoint that calls
 Ultralytics' `model.predict` on the PyTorch `.pt` per request (one call at a time: the model
-object is not thread-safe). Both servers get the same camera frame at `--imgsz` (640: what a
-deployed camera model sees) from `--concurrency` clients for `--seconds` each, one after the
-other, each server in its own process. Targets (issue: deployment): service requests/s >= 3x the
-naive endpoint's, and the service's p99 <= 3x its p50. Prints a table, and last the ratio.
+object is not thread-safe). The service runs what `tcv serve` runs by default: the variant the
+benchmark of notebook 07 found fastest on this machine (`reports/benchmark.json`; OpenVINO INT8 on
+these CPUs), built here from the same `.pt` at the input Ultralytics' predictor gives the `.pt`
+for this camera's frames (1280 x 720 -> 640 x 384) and calibrated on frames of the same cameras.
+Both servers get the same camera frame from `--concurrency` clients for `--seconds` each, one
+after the other, each server in its own process. Targets (issue: deployment): service requests/s
+>= 3x the naive endpoint's, and the service's p99 <= 3x its p50. Prints a table, and last the
+ratio.
 
-    python benchmarks/bench_service.py [--model-pt M.pt] [--model-onnx M.onnx] [--imgsz 640]
-        [--seconds 20] [--concurrency 8]
+    python benchmarks/bench_service.py [--model-pt M.pt] [--variant openvino-int8] [--imgsz 640]
+        [--seconds 20] [--concurrency 8] [--square] [--all]
 
-Without `--model-pt` it uses workspace/models/best.pt when there is one, else an untrained
+Without `--model-pt` it uses workspace/models/best.pt (or notebooks/workspace/...) when there is
+one, else an untrained
 YOLO11n with the course's six classes (fine for throughput; it says so).
 """
 
@@ -28,9 +33,10 @@ from pathlib import Path
 from fastapi import FastAPI, File, UploadFile  # module level: FastAPI resolves the annotations
 
 TARGET_RATIO = 3.0
+VARIANTS = ("onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32", "openvino-int8")
 TARGET_TAIL = 3.0
 CLASSES = ("car", "truck", "bus", "motorcycle", "bicycle", "person")
-DEFAULT_WEIGHTS = Path("workspace/models/best.pt")
+DEFAULT_WEIGHTS = (Path("workspace/models/best.pt"), Path("notebooks/workspace/models/best.pt"))
 
 
 def naive_server(weights: str, port: int, imgsz: int) -> None:
@@ -84,14 +90,50 @@ def untrained_weights(out: Path) -> Path:
     return out
 
 
-def camera_frame(folder: Path) -> bytes:
-    """One synthetic 1280 x 720 traffic-camera frame as JPEG bytes."""
+def camera_frames(folder: Path, count: int = 16) -> list[Path]:
+    """Synthetic 1280 x 720 traffic-camera frames (the first is the load test's frame)."""
     from tcv_helpers.synth import generate_dataset
 
     data = generate_dataset(
-        folder, images=3, cameras=3, sequences=0, width=1280, height=720, workers=1
+        folder, images=count, cameras=3, sequences=0, width=1280, height=720, workers=1
     )
-    return sorted((data.root / "images").glob("*/*.jpg"))[0].read_bytes()
+    return sorted((data.root / "images").glob("*/*.jpg"))
+
+
+def fastest_kind() -> str:
+    """The variant notebook 07's benchmark found fastest here, else the usual winner on a CPU."""
+    from tcv_helpers.optimize import fastest_variant
+
+    for record in sorted(Path(".").glob("**/reports/benchmark.json")):
+        found = fastest_variant(record)
+        if found and found.get("variant") in VARIANTS:
+            return found["variant"]
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return "onnxruntime-int8"
+    return "openvino-int8"
+
+
+def build_variant(
+    kind: str, weights: Path, shape: tuple[int, int], frames: list[Path], out: Path
+) -> Path:
+    """Exports ``weights`` at ``shape`` (height, width) as ``kind``, calibrated on ``frames``."""
+    from ultralytics import YOLO
+
+    from tcv_helpers.optimize import export_openvino, letterbox_frames, quantize_onnx_int8
+    from tcv_helpers.predict import quiet_ultralytics
+
+    with quiet_ultralytics():
+        onnx = Path(YOLO(str(weights)).export(format="onnx", imgsz=shape, dynamic=False))
+    fp32 = onnx.replace(out / f"onnxruntime-fp32-{shape[0]}x{shape[1]}.onnx")
+    calibration = letterbox_frames(frames, imgsz=shape) if kind.endswith("int8") else None
+    if kind == "onnxruntime-fp32":
+        return fp32
+    if kind == "onnxruntime-int8":
+        return quantize_onnx_int8(fp32, calibration, out=out / f"{kind}-{shape[0]}x{shape[1]}.onnx")
+    folder = out / f"{kind}-{shape[0]}x{shape[1]}_openvino_model"
+    return export_openvino(fp32, out_dir=folder, calibration=calibration)
 
 
 def start_naive(weights: Path, imgsz: int) -> tuple[subprocess.Popen, str]:
@@ -120,7 +162,13 @@ def start_naive(weights: Path, imgsz: int) -> tuple[subprocess.Popen, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model-pt", type=Path, default=None)
-    parser.add_argument("--model-onnx", type=Path, default=None)
+    parser.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default=None,
+        help="What the service runs (default: the fastest kind in a reports/benchmark.json here, "
+        "else openvino-int8 where OpenVINO installs).",
+    )
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=8)
@@ -131,7 +179,7 @@ def main() -> None:
         "the input Ultralytics' predictor gives the .pt).",
     )
     parser.add_argument(
-        "--openvino", action="store_true", help="Also measure the service on OpenVINO."
+        "--all", action="store_true", help="Also measure the service on every other variant."
     )
     parser.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -140,33 +188,31 @@ def main() -> None:
         naive_server(str(args.model_pt), args.port, args.imgsz)
         return
 
-    from ultralytics import YOLO
-
     from tcv_helpers.predict import quiet_ultralytics
     from tcv_helpers.serve import load_test, serve_in_background
 
     # Ultralytics letterboxes a 1280 x 720 frame for the .pt to 640 x 384 (the smallest multiple
-    # of the stride); a fixed-size export for a fixed camera can take exactly that input.
+    # of the stride); a fixed-size export for a fixed camera takes exactly that input.
     shape = (
         (args.imgsz, args.imgsz) if args.square else (_stride_up(args.imgsz * 9 / 16), args.imgsz)
     )
+    default = args.variant or fastest_kind()
+    kinds = [default] + ([k for k in VARIANTS if k != default] if args.all else [])
     with tempfile.TemporaryDirectory(prefix="tcv-bench-") as tmp:
         work = Path(tmp)
         weights, note = args.model_pt, ""
-        if weights is None and DEFAULT_WEIGHTS.is_file():
-            weights = DEFAULT_WEIGHTS
+        if weights is None:
+            weights = next((p for p in DEFAULT_WEIGHTS if p.is_file()), None)
         if weights is None:
             with quiet_ultralytics():
                 weights = untrained_weights(work / "yolo11n-untrained.pt")
             note = " (untrained YOLO11n: throughput only)"
-        onnx = args.model_onnx
-        if onnx is None:
-            with quiet_ultralytics():
-                onnx = Path(YOLO(str(weights)).export(format="onnx", imgsz=shape, dynamic=False))
-        image = camera_frame(work / "frame")
+        frames = camera_frames(work / "frames")
+        image = frames[0].read_bytes()
+        models = {kind: build_variant(kind, weights, shape, frames, work) for kind in kinds}
         cores = len(os.sched_getaffinity(0))
         print(
-            f"model={weights}{note} onnx={onnx.name} input={shape[1]}x{shape[0]} cores={cores} "
+            f"model={weights}{note} service={default} input={shape[1]}x{shape[0]} cores={cores} "
             f"concurrency={args.concurrency} seconds={args.seconds:g} frame=1280x720"
         )
         rows = {}
@@ -179,12 +225,11 @@ def main() -> None:
         finally:
             naive.terminate()
             naive.wait(timeout=30)
-        # "auto" is what the service runs by default: the file type decides (OpenVINO for an
-        # .xml, such as the benchmark's fastest variant; ONNX Runtime for an .onnx).
-        for backend in ("auto", "onnxruntime", "openvino") if args.openvino else ("auto",):
-            with serve_in_background(onnx, mode="process", api_key="", backend=backend) as server:
+        for kind, model in models.items():
+            with serve_in_background(model, mode="process", api_key="") as server:
                 load_test(server.url, image, concurrency=2, requests=4)
-                rows[f"service ({backend})"] = load_test(
+                label = f"service ({kind}{', default' if kind == default else ''})"
+                rows[label] = load_test(
                     server.url, image, concurrency=args.concurrency, seconds=args.seconds
                 )
     print(f"{'server':36} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}  statuses")
@@ -193,7 +238,8 @@ def main() -> None:
             f"{name:36} {row['ok_per_s']:8.1f} {row['p50_ms']:8.0f} {row['p99_ms']:8.0f}  "
             f"{row['status_counts']} {row['errors'] or ''}"
         )
-    naive_row, service_row = rows["naive (.pt, predict per request)"], rows["service (auto)"]
+    naive_row = rows["naive (.pt, predict per request)"]
+    service_row = rows[f"service ({default}, default)"]
     ratio = service_row["ok_per_s"] / max(naive_row["ok_per_s"], 1e-9)
     tail = service_row["p99_ms"] / service_row["p50_ms"]
     print(

@@ -343,13 +343,26 @@ def serve(
     threads: Annotated[
         int | None, typer.Option(help="CPU threads per inference (default: cores / concurrency).")
     ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            help="Reference profile JSON of the training images, for the drift alert "
+            "(default: reference.json beside the model, if any)."
+        ),
+    ] = None,
 ) -> None:
     """The detection service (FastAPI): /healthz, /metrics, /v1/detect; key from TCV_API_KEY."""
     from tcv_helpers import serve as serve_mod
 
     try:
         per_image = threads or serve_mod.service_threads(max_concurrency)
-        detector = serve_mod.load_detector(model, backend=backend, threads=per_image)
+        detector = serve_mod.load_detector(
+            model,
+            backend=backend,
+            threads=per_image,
+            parallel=max_concurrency or serve_mod.usable_cores(),
+        )
+        profile = serve_mod.load_reference(reference) if reference else None
     except (FileNotFoundError, ValueError, ImportError) as exc:
         _fail(str(exc))
     key = "set" if os.environ.get(serve_mod.API_KEY_ENV) else "not set: open to all"
@@ -360,5 +373,246 @@ def serve(
     )
     queue = serve_mod.DEFAULT_MAX_QUEUE if max_queue is None else max_queue
     serve_mod.run_server(
-        detector, host=host, port=port, max_concurrency=max_concurrency, max_queue=queue
-    )
+        detector, host=host, port=port, max_concurrency=max_concurrency, max_queue=queue,
+        reference=profile,
+    )  # fmt: skip
+
+
+@app.command()
+def slurm(
+    sweep: Annotated[
+        Path | None,
+        typer.Option(help="A sweep file (YAML, grid or list): write a job array, one task each."),
+    ] = None,
+    jupyter: Annotated[
+        bool, typer.Option("--jupyter", help="Write a JupyterLab job (127.0.0.1, token, tunnel).")
+    ] = False,
+    resubmit_failed: Annotated[
+        Path | None,
+        typer.Option(
+            "--resubmit-failed",
+            help="A sweep folder (runs/<sweep>/): write its script again and resubmit only the "
+            "tasks that failed (--array=<ids>).",
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(help="Site preset: generic, koa, or a YAML file (default: generic)."),
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="smoke, workshop, full or auto (a sweep: its file's).")
+    ] = None,
+    only: Annotated[str | None, typer.Option(help="Notebooks to run, e.g. 02,05-06.")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("-p", "--param", help="KEY=VALUE for the notebooks (one run; not a sweep)."),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Runs folder; a sweep goes to OUT/<sweep>/.")] = Path(
+        "runs"
+    ),
+    notebooks: Annotated[
+        Path | None, typer.Option(help="Notebook folder (default: ./notebooks or the course's).")
+    ] = None,
+    partition: Annotated[
+        str | None, typer.Option(help="Partition (default: the preset's).")
+    ] = None,
+    account: Annotated[str | None, typer.Option(help="--account to charge.")] = None,
+    qos: Annotated[str | None, typer.Option(help="--qos.")] = None,
+    gpus: Annotated[
+        int | None, typer.Option(help="GPUs per job: --gres=gpu:N; above 1 trains with DDP.")
+    ] = None,
+    gpu_type: Annotated[
+        str | None, typer.Option(help="GPU type in --gres=gpu:TYPE:N (e.g. a100).")
+    ] = None,
+    cpus: Annotated[int | None, typer.Option(help="--cpus-per-task.")] = None,
+    mem: Annotated[str | None, typer.Option(help="--mem, e.g. 32G.")] = None,
+    time: Annotated[
+        str | None, typer.Option("--time", help="--time, e.g. 04:00:00 or 1-00:00:00.")
+    ] = None,
+    module: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--module", help="Environment module to load (repeat; replaces the preset's)."
+        ),
+    ] = None,
+    conda: Annotated[str | None, typer.Option(help="Conda environment to activate.")] = None,
+    venv: Annotated[Path | None, typer.Option(help="Virtual environment to activate.")] = None,
+    require_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--require-env",
+            help="NAME of a variable the job needs (e.g. ROBOFLOW_API_KEY): checked, never written.",
+        ),
+    ] = None,
+    job_name: Annotated[str | None, typer.Option(help="--job-name (default: tcv-...).")] = None,
+    max_parallel: Annotated[
+        int | None, typer.Option(help="Sweep: at most N tasks at once (--array=...%N).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="JupyterLab's port on the node (default: random).")
+    ] = None,
+    script: Annotated[
+        Path | None, typer.Option(help="Where to write the script (one run or JupyterLab).")
+    ] = None,
+    submit: Annotated[
+        bool, typer.Option("--submit", help="Submit with sbatch and print the job id.")
+    ] = False,
+    test_only: Annotated[
+        bool,
+        typer.Option("--test-only", help="Ask Slurm whether it would run it (sbatch --test-only)."),
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="With --submit: wait until the job has left the queue.")
+    ] = False,
+    wait_timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 86400.0,
+) -> None:
+    """Write an sbatch script for a run, a job-array sweep or JupyterLab; --submit submits it."""
+    from tcv_helpers import slurm as slurm_mod
+    from tcv_helpers import sweep as sweep_mod
+
+    if sum([sweep is not None, jupyter, resubmit_failed is not None]) > 1:
+        _fail("give one of --sweep, --jupyter and --resubmit-failed.")
+    if wait and not submit:
+        _fail("--wait waits for a submitted job: add --submit.")
+    overrides = {
+        "partition": partition, "account": account, "qos": qos, "gpus": gpus,
+        "gpu_type": gpu_type, "cpus": cpus, "mem": mem, "time": time,
+    }  # fmt: skip
+    say = lambda line: typer.echo(line, err=True)  # noqa: E731
+    try:
+        if resubmit_failed is not None:
+            if preset or profile or only or param or job_name or max_parallel or script or port:
+                _fail(
+                    "--resubmit-failed reuses the sweep's settings and its sweep file; only "
+                    "resources (--time, --mem, ...) and the environment can change."
+                )
+            folder = resubmit_failed.resolve()
+            again = slurm_mod.prepare_resubmission(
+                folder, resources=overrides, modules=module, conda=conda, venv=venv,
+                require_env=require_env,
+            )  # fmt: skip
+            if not again.tasks:
+                say(f"Nothing to resubmit in {folder}: no task failed (see tcv sweep report).")
+                return
+            for task in again.tasks:
+                say(task.describe())
+            job, array = again.job, again.array
+            say(f"Wrote {job.path} again; tasks to resubmit: --array={array}")
+        else:
+            site = slurm_mod.load_preset(preset or slurm_mod.DEFAULT_PRESET)
+            resources = site.resources.with_overrides(**overrides)
+            activation = slurm_mod.resolve_activation(
+                site.activation, modules=module, conda=conda, venv=venv
+            )
+            say(f"Preset {site.name}: {site.description}")
+            if sweep is not None:
+                if param:
+                    _fail("a sweep's parameters go into its file (under parameters: or grid:).")
+                plan = sweep_mod.load_sweep(sweep)
+                plan = sweep_mod.Sweep(
+                    plan.name, profile or plan.profile, only or plan.only, plan.tasks, plan.source
+                )
+                default_name = f"tcv-{plan.name}"
+            else:
+                default_name = "tcv-jupyter" if jupyter else f"tcv-{profile or 'run'}"
+            settings = slurm_mod.JobSettings(
+                resources=resources, activation=activation, workdir=Path.cwd().resolve(),
+                job_name=job_name or default_name, require_env=tuple(require_env or ()),
+                preset=site.name,
+            )  # fmt: skip
+            array = None
+            if sweep is not None:
+                job = slurm_mod.write_sweep_job(
+                    plan, settings, out=out, notebooks=notebooks, max_parallel=max_parallel
+                )
+                say(f"Wrote {job.path}: a job array of {len(job.tasks)} tasks into {job.out}/")
+                for task in job.tasks:
+                    values = ", ".join(f"{k}={v}" for k, v in task.parameters.items())
+                    say(f"  task {task.index} ({task.name}): {values or 'defaults'}")
+            elif jupyter:
+                lab = slurm_mod.write_jupyter_job(settings, out=out, port=port, script=script)
+                job = lab.job
+                say(f"Wrote {job.path}: JupyterLab on 127.0.0.1:{lab.port} of the node, token on.")
+                say(
+                    "Once it runs, open the tunnel from your computer (the node: squeue -j JOBID -h -o %N):"
+                )
+                typer.echo(f"  {lab.tunnel()}")
+                say(
+                    f"The job's log ({job.log}) prints the exact command and the link with its token."
+                )
+            else:
+                parameters = dict(runner.parse_parameter(p) for p in param or [])
+                job = slurm_mod.write_run_job(
+                    settings, out=out, profile=profile, only=only, parameters=parameters,
+                    notebooks=notebooks, script=script,
+                )  # fmt: skip
+                say(f"Wrote {job.path}: one tcv run into {job.out}/")
+            say(
+                f"Resources: {slurm_mod.describe_resources(settings.resources)}; "
+                f"environment: {settings.activation.describe()}"
+            )
+        if test_only:
+            say(slurm_mod.sbatch_test_only(job.path))
+        if not submit:
+            hint = f"sbatch --array={array} {job.path}" if array else f"sbatch {job.path}"
+            say(f"Submit with: {hint}")
+            if not jupyter:
+                typer.echo(str(job.path))
+            return
+        job_id = slurm_mod.submit(job.path, array=array)
+        if job.kind == "sweep":
+            slurm_mod.record_submission(job.out, job_id, array or job.array or "")
+        say(f"Submitted job {job_id}; log: {job.log}")
+        typer.echo(job_id)
+        if wait:
+            slurm_mod.wait_for_jobs([job_id], timeout=wait_timeout)
+            say(f"Job {job_id} has left the queue.")
+            if job.kind == "sweep":
+                ids = [str(s["job_id"]) for s in sweep_mod.read_manifest(job.out)["submissions"]]
+                result = sweep_mod.collect(job.out, queue=slurm_mod.queued_tasks(ids))
+                for task in result.tasks:
+                    say(task.describe())
+                if result.unfinished:
+                    say(
+                        f"Resubmit the failed tasks with: tcv slurm --resubmit-failed {job.out} --submit"
+                    )
+                    raise typer.Exit(1)
+    except (slurm_mod.SlurmError, sweep_mod.SweepError, runner.RunError, TimeoutError) as exc:
+        _fail(str(exc))
+
+
+sweep_app = typer.Typer(help="Parameter sweeps: gather their results.", no_args_is_help=True)
+app.add_typer(sweep_app, name="sweep")
+
+
+@sweep_app.command("report")
+def sweep_report(
+    run_dir: Annotated[Path, typer.Argument(help="A sweep folder (runs/<sweep>/) or runs folder.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for sweep.csv and sweep.html (default: RUN_DIR).")
+    ] = None,
+    queue: Annotated[
+        bool, typer.Option(help="Ask Slurm which tasks are still queued (squeue).")
+    ] = True,
+) -> None:
+    """Every task's summary.json in one table (sweep.csv, sweep.html with plots); exit 1 on failures."""
+    from tcv_helpers import slurm as slurm_mod
+    from tcv_helpers import sweep as sweep_mod
+
+    try:
+        manifest = sweep_mod.read_manifest(run_dir) if run_dir.is_dir() else None
+        ids = [str(s["job_id"]) for s in (manifest or {}).get("submissions", [])]
+        states = slurm_mod.queued_tasks(ids) if queue and ids else None
+        result = sweep_mod.collect(run_dir, queue=states)
+        csv_path, html_path = sweep_mod.write_report(result, out)
+    except sweep_mod.SweepError as exc:
+        _fail(str(exc))
+    typer.echo(sweep_mod.format_table(result))
+    counts = ", ".join(f"{n} {s}" for s, n in result.counts().items())
+    typer.echo(f"{len(result.tasks)} tasks: {counts}. Wrote {csv_path} and {html_path}")
+    for task in result.unfinished:
+        typer.echo(task.describe())
+    if result.unfinished:
+        if manifest is not None:
+            typer.echo(f"Resubmit only these: tcv slurm --resubmit-failed {run_dir} --submit")
+        raise typer.Exit(1)

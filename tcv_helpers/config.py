@@ -21,6 +21,7 @@ from tcv_helpers.env import gpu_available
 from tcv_helpers.io import atomic_write_text
 
 PROFILE_ENV = "TCV_PROFILE"
+DEVICE_ENV = "TCV_DEVICE"
 SAMPLE_DATA_ENV = "TCV_SAMPLE_DATA"
 DEFAULT_WORKDIR = "workspace"
 AUTO = "auto"
@@ -157,6 +158,48 @@ def resolve_profile(name: str = AUTO) -> Profile:
         known = ", ".join([*PROFILES, AUTO])
         raise ValueError(f"Unknown profile {name!r} (from {source}); choose one of: {known}.")
     return PROFILES[key]
+
+
+def parse_device(value: Any, *, source: str = "device") -> str | None:
+    """Turns a training device request into the text Ultralytics takes.
+
+    Several GPUs train with DDP: ``"0,1"``, ``[0, 1]`` or ``(0, 1)`` all become ``"0,1"``.
+    Indices count the GPUs this process sees (under Slurm: the ones the job was given).
+
+    Args:
+        value: None, ``""`` or ``"auto"`` (Ultralytics' default: the first GPU, else the CPU),
+            ``"cpu"``, ``"mps"``, a GPU index (``0``, ``"cuda:1"``, ``-1`` for the idlest GPU)
+            or several (``"0,1"``, ``[0, 1]``).
+        source: What the value came from, for the error message (``TCV_DEVICE``, ``device``).
+
+    Returns:
+        ``None`` (the default), ``"cpu"``, ``"mps"`` or GPU indices such as ``"0"`` or ``"0,1"``.
+
+    Raises:
+        ValueError: If the value is none of these.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{source}={value!r}: give cpu, a GPU index (0) or several (0,1).")
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        items = [str(v).strip() for v in value]
+    else:
+        text = str(value).strip().lower()
+        if text in ("", AUTO):
+            return None
+        if text in ("cpu", "mps"):
+            return text
+        if text == "cuda":
+            return "0"
+        text = text.replace("cuda:", "").strip("[]()")
+        items = [part.strip() for part in text.split(",")]
+    if not items or not all(item.lstrip("-").isdigit() and int(item) >= -1 for item in items):
+        raise ValueError(
+            f"{source}={value!r}: give cpu, a GPU index (0), several (0,1 or [0, 1]) or -1 "
+            "for the idlest GPU."
+        )
+    return ",".join(str(int(item)) for item in items)
 
 
 @dataclass(frozen=True)

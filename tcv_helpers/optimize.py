@@ -63,16 +63,17 @@ CALIBRATION_FRAMES = 64
 
 
 def letterbox_frames(
-    images: Sequence[str | os.PathLike | np.ndarray], *, imgsz: int
+    images: Sequence[str | os.PathLike | np.ndarray], *, imgsz: int | tuple[int, int]
 ) -> list[np.ndarray]:
-    """Frames as the exported models take them: letterboxed square, RGB, float32 0-1, NCHW.
+    """Frames as the exported models take them: letterboxed, RGB, float32 0-1, NCHW.
 
     Args:
         images: Image paths or BGR arrays.
-        imgsz: The square input size of the model.
+        imgsz: The model's input size: square side, or ``(height, width)`` for a model exported
+            at a fixed camera's aspect ratio.
 
     Returns:
-        One ``(1, 3, imgsz, imgsz)`` float32 array per image.
+        One ``(1, 3, height, width)`` float32 array per image.
 
     Raises:
         FileNotFoundError: If an image path is missing or unreadable.
@@ -80,7 +81,7 @@ def letterbox_frames(
     import cv2
     from ultralytics.data.augment import LetterBox
 
-    box = LetterBox((imgsz, imgsz), auto=False)
+    box = LetterBox((imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz), auto=False)
     out = []
     for item in images:
         frame = item if isinstance(item, np.ndarray) else cv2.imread(str(item))

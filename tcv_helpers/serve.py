@@ -70,7 +70,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -140,6 +140,8 @@ BATCH_FIELD = "images"
 OPEN_PATHS = frozenset({"/healthz"})
 #: Endpoint labels of the metrics (anything else is counted as ``other``).
 ENDPOINTS = ("/healthz", "/metrics", "/v1/detect", "/v1/detect/batch")
+#: Reference profile (training-image brightness) that the service picks up beside the model.
+REFERENCE_FILE = "reference.json"
 
 # What Pillow raises on a damaged file, besides UnidentifiedImageError (a subclass of OSError).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
@@ -164,7 +166,9 @@ class BadImage(ValueError):
         self.reason = reason
 
 
-def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def decode_image(
+    data: bytes, *, max_pixels: int = MAX_PIXELS, fit: tuple[int, int] | None = None
+) -> np.ndarray:
     """Decodes image bytes to an RGB array, refusing anything damaged or too large.
 
     The size is read from the header before any pixel is decoded, so a small file that declares
@@ -174,9 +178,29 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     Args:
         data: JPEG, PNG, WebP or BMP bytes.
         max_pixels: Largest width x height accepted.
+        fit: The model's input ``(height, width)``. Given, a JPEG at least twice as large as
+            the letterbox needs is decoded at 1/2, 1/4 or 1/8 scale (JPEG's own DCT scaling,
+            Pillow's draft mode): never smaller than the model will see it, three to five times
+            less work than decoding every pixel and resizing them away. The array is then
+            smaller than the image: :func:`decode_upload` also returns the full size.
 
     Returns:
         The image as a ``(height, width, 3)`` uint8 RGB array.
+
+    Raises:
+        BadImage: With the reason and the HTTP status the service answers.
+    """
+    return decode_upload(data, max_pixels=max_pixels, fit=fit)[0]
+
+
+def decode_upload(
+    data: bytes, *, max_pixels: int = MAX_PIXELS, fit: tuple[int, int] | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`decode_image`, and the image's full ``(width, height)`` (after EXIF rotation).
+
+    Returns:
+        The RGB array (reduced when ``fit`` allows) and the size of the image it stands for:
+        detections on the array are scaled to that size (:meth:`DetectionResult.rescaled`).
 
     Raises:
         BadImage: With the reason and the HTTP status the service answers.
@@ -205,11 +229,23 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         if width < 1 or height < 1:
             raise BadImage(f"{width} x {height} pixels is empty", status=422, reason="empty")
         try:
+            if fit is not None and image.format == "JPEG":
+                # The larger of the letterbox's scales for the image as stored and as turned
+                # by its EXIF orientation: the reduced decode keeps at least that many pixels.
+                ratio = max(
+                    min(fit[0] / height, fit[1] / width), min(fit[0] / width, fit[1] / height)
+                )
+                if ratio <= 0.5:
+                    image.draft(
+                        "RGB", (max(round(width * ratio), 1), max(round(height * ratio), 1))
+                    )
+            decoded = image.size
             image.load()
             if image.getexif().get(0x0112, 1) != 1:  # EXIF orientation
                 image = ImageOps.exif_transpose(image)
-            rgb = image if image.mode == "RGB" else image.convert("RGB")
-            return np.asarray(rgb)
+            rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+            turned = rgb.shape[1] != decoded[0] or rgb.shape[0] != decoded[1]
+            return rgb, (height, width) if turned else (width, height)
         except Image.DecompressionBombError as exc:
             raise BadImage(
                 f"too many pixels ({exc})", status=413, reason="too_many_pixels"
@@ -258,10 +294,106 @@ def _to_rgb(image: Any, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
 
 def image_brightness(rgb: np.ndarray) -> float:
-    """Mean luma (0-255, ITU-R BT.601) of an RGB image, from about 65,000 sampled pixels."""
-    step = max(1, int(math.sqrt(rgb.shape[0] * rgb.shape[1] / 65_536)))
+    """Mean luma (0-255, ITU-R BT.601) of an RGB image, from about 16,000 sampled pixels."""
+    step = max(1, math.ceil(math.sqrt(rgb.shape[0] * rgb.shape[1] / 16_384)))
     sample = rgb[::step, ::step].reshape(-1, 3).astype(np.float32)
     return float((sample @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).mean())
+
+
+# --------------------------------------------------------------------------------------------
+# Reference profile: the drift baseline the service exports beside what it sees
+# --------------------------------------------------------------------------------------------
+
+
+def brightness_reference(
+    images: Sequence[np.ndarray | Image.Image | bytes | str | os.PathLike],
+    *,
+    max_pixels: int = MAX_PIXELS,
+) -> dict[str, Any]:
+    """The reference profile of training images: their brightness as the service measures it.
+
+    Save it as ``reference.json`` beside the model (``tcv_helpers.io.atomic_write_json``) and
+    the service exports it as ``tcv_reference_brightness{stat="mean"|"std"}``, which the drift
+    alert of ``resources/monitoring/alerts.yml`` compares with ``tcv_image_brightness``.
+
+    Args:
+        images: Training images, as :meth:`Detector.detect` takes them (BGR arrays, PIL images,
+            encoded bytes or files).
+        max_pixels: Largest image accepted, width x height.
+
+    Returns:
+        ``{"brightness": {"mean": m, "std": s, "count": n}}`` (mean luma 0-255 per image, as
+        :func:`image_brightness` computes it).
+
+    Raises:
+        ValueError: If ``images`` is empty or an image is unusable.
+    """
+    if not images:
+        raise ValueError("brightness_reference needs at least one image.")
+    values = np.array([image_brightness(_to_rgb(im, max_pixels=max_pixels)) for im in images])
+    return {
+        "brightness": {
+            "mean": round(float(values.mean()), 4),
+            "std": round(float(values.std()), 4),
+            "count": len(values),
+        }
+    }
+
+
+def load_reference(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
+    """Reads and checks a reference profile (see :func:`brightness_reference`).
+
+    Args:
+        source: A JSON file, or the profile itself as a mapping.
+
+    Returns:
+        ``{"brightness": {"mean": m, "std": s}}`` with floats (0 <= m <= 255, s >= 0).
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: If it is not JSON or a field is missing or out of range (the message names
+            the file and the field).
+    """
+    import json
+
+    where = "the reference profile"
+    if isinstance(source, Mapping):
+        profile: Any = source
+    else:
+        path = Path(source)
+        where = str(path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"Reference profile {path} does not exist: write one with "
+                "tcv_helpers.serve.brightness_reference(training_images)."
+            )
+        try:
+            profile = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{where} is not valid JSON: {exc}") from None
+    brightness = profile.get("brightness") if isinstance(profile, Mapping) else None
+    if not isinstance(brightness, Mapping):
+        raise ValueError(f'{where}: expected an object with a "brightness" object (mean, std).')
+    stats = {}
+    for stat, low, high in (("mean", 0.0, 255.0), ("std", 0.0, 255.0)):
+        value = brightness.get(stat)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{where}: brightness.{stat} must be a number, got {value!r}.")
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ValueError(
+                f"{where}: brightness.{stat} must be in {low:g}-{high:g}, got {value}."
+            )
+        stats[stat] = float(value)
+    return {"brightness": stats}
+
+
+def _reference_beside(model_path: Path) -> Path | None:
+    """``reference.json`` in the model's folder, or the folder above (a benchmark's variants)."""
+    for folder in (model_path.parent, model_path.parent.parent):
+        candidate = folder / REFERENCE_FILE
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -504,6 +636,14 @@ class DetectionResult:
         """The class name of every detection (``str(id)`` for an id the model does not name)."""
         return [self.names.get(int(k), str(int(k))) for k in self.class_id]
 
+    def rescaled(self, width: int, height: int) -> DetectionResult:
+        """The same detections in an image of ``width`` x ``height`` (a reduced decode's boxes
+        in the full image's pixels)."""
+        if (width, height) == (self.width, self.height):
+            return self
+        gain = np.array([width / self.width, height / self.height] * 2, dtype=np.float32)
+        return replace(self, xyxy=self.xyxy * gain, width=width, height=height)
+
     def to_records(self) -> list[dict[str, Any]]:
         """The detections as the service returns them (``xyxy`` to 0.01 pixel)."""
         return [
@@ -590,7 +730,7 @@ class _OpenVino:
 
     backend = "openvino"
 
-    def __init__(self, path: Path, *, threads: int) -> None:
+    def __init__(self, path: Path, *, threads: int, streams: int = 1) -> None:
         import openvino as ov
 
         core = ov.Core()
@@ -603,9 +743,12 @@ class _OpenVino:
         self.input_shape = [d.get_length() if d.is_static else None for d in shape]
         self.input_dtype = np.float32
         # f32: OpenVINO would otherwise run bf16 on CPUs that have it, moving boxes by pixels.
+        # One stream runs one inference at a time with ``threads`` threads: ``streams`` of them
+        # let that many worker threads infer side by side instead of queueing on one.
         config = {
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY" if streams == 1 else "THROUGHPUT",
+            "NUM_STREAMS": streams,
+            "INFERENCE_NUM_THREADS": threads * streams,
             "INFERENCE_PRECISION_HINT": "f32",
         }
         self.compiled = core.compile_model(model, "CPU", config)
@@ -630,7 +773,7 @@ class _OpenVino:
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
-        request.infer({0: batch})
+        request.infer({0: batch}, share_inputs=True)  # no copy of the input
         return np.array(request.get_output_tensor(0).data, dtype=np.float32)
 
 
@@ -705,8 +848,10 @@ class Detector:
         same = len({im.shape for im in images}) == 1
         auto = self.dynamic and same
         boxed = [letterbox(im, self.imgsz, auto=auto, stride=self.stride) for im in images]
-        batch = np.stack(boxed).transpose(0, 3, 1, 2)
-        return np.ascontiguousarray(batch, dtype=np.float32) / 255
+        batch = np.empty((len(boxed), 3, *boxed[0].shape[:2]), dtype=np.float32)
+        for out, image in zip(batch, boxed, strict=True):  # HWC uint8 -> CHW float 0-1, one pass
+            np.divide(image.transpose(2, 0, 1), np.float32(255), out=out)
+        return batch
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         size = self.batch_size
@@ -877,7 +1022,11 @@ def _resolve_model(path: Path, backend: str) -> tuple[Path, str, list[Path]]:
 
 
 def load_detector(
-    path: str | os.PathLike, *, backend: str = "auto", threads: int | None = None
+    path: str | os.PathLike,
+    *,
+    backend: str = "auto",
+    threads: int | None = None,
+    parallel: int = 1,
 ) -> Detector:
     """Loads an exported YOLO model for inference without torch.
 
@@ -888,6 +1037,9 @@ def load_detector(
         backend: ``auto`` (OpenVINO for ``.xml``, ONNX Runtime for ``.onnx``), ``onnxruntime``
             or ``openvino`` (which also runs ``.onnx`` files).
         threads: CPU threads per inference (default: every core this process may use).
+        parallel: Inferences that may run at the same time (the service's workers). ONNX
+            Runtime runs concurrent calls side by side anyway; OpenVINO needs one execution
+            stream per concurrent inference, or it queues them on one.
 
     Returns:
         The detector.
@@ -901,10 +1053,14 @@ def load_detector(
         raise ValueError(f"Unknown backend {backend!r}; choose from {', '.join(BACKENDS)}.")
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}.")
+    if parallel < 1:
+        raise ValueError(f"parallel must be at least 1, got {parallel}.")
     model, chosen, files = _resolve_model(Path(path), backend)
-    runtime_type = _OnnxRuntime if chosen == "onnxruntime" else _OpenVino
     try:
-        runtime = runtime_type(model, threads=threads or usable_cores())
+        if chosen == "onnxruntime":
+            runtime: Any = _OnnxRuntime(model, threads=threads or usable_cores())
+        else:
+            runtime = _OpenVino(model, threads=threads or usable_cores(), streams=parallel)
     except ImportError as exc:
         package = "onnxruntime" if chosen == "onnxruntime" else "openvino"
         raise ImportError(f"The {chosen} backend needs `pip install {package}` ({exc}).") from None
@@ -949,7 +1105,9 @@ class _Rejection(Exception):
 class _Metrics:
     """The service's Prometheus metrics, in a registry of its own (one per app)."""
 
-    def __init__(self, *, model: str, version: str, backend: str) -> None:
+    def __init__(
+        self, *, model: str, version: str, backend: str, reference: Mapping[str, Any] | None = None
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         Info("tcv_model", "The model this service runs.", registry=r).info(
@@ -1001,10 +1159,19 @@ class _Metrics:
         self.waiting = Gauge(
             "tcv_waiting", "Requests admitted and waiting for a worker.", registry=r
         )
+        # The drift baseline: exported only when the service has a reference profile.
+        self.reference = Gauge(
+            "tcv_reference_brightness",
+            "Brightness (mean luma 0-255) of the training images: mean and std per image.",
+            ["stat"],
+            registry=r,
+        )
+        for stat, value in ((reference or {}).get("brightness") or {}).items():
+            self.reference.labels(stat=stat).set(value)
 
     def observe_image(self, rgb: np.ndarray, size_bytes: int, found: DetectionResult) -> None:
         self.brightness.observe(image_brightness(rgb))
-        self.megapixels.observe(rgb.shape[0] * rgb.shape[1] / 1e6)
+        self.megapixels.observe(found.width * found.height / 1e6)
         self.upload.observe(size_bytes)
         self.per_image.observe(len(found))
         for name, count in Counter(found.class_name).items():
@@ -1072,6 +1239,7 @@ class _Settings:
     iou: float
     model_name: str
     model_version: str
+    reference: dict[str, Any] | None = None
 
 
 class _Service:
@@ -1081,8 +1249,9 @@ class _Service:
         self.detector = detector
         self.settings = settings
         self.metrics = _Metrics(
-            model=settings.model_name, version=settings.model_version, backend=detector.backend
-        )
+            model=settings.model_name, version=settings.model_version, backend=detector.backend,
+            reference=settings.reference,
+        )  # fmt: skip
         self.limiter = _Limiter(
             max_concurrency=settings.max_concurrency, max_queue=settings.max_queue
         )
@@ -1269,12 +1438,14 @@ class _Service:
             upload.file.seek(0)
             data = upload.file.read()
             try:
-                rgb = decode_image(data, max_pixels=self.settings.max_pixels)
+                rgb, (width, height) = decode_upload(
+                    data, max_pixels=self.settings.max_pixels, fit=self.detector.imgsz
+                )
             except BadImage as exc:
                 raise _Rejection(exc.status, f"{label}: {exc}", reason=exc.reason) from None
             found = self.detector.detect_arrays(
                 [rgb], conf=self.settings.conf, iou=self.settings.iou
-            )[0]
+            )[0].rescaled(width, height)
             self.metrics.observe_image(rgb, len(data), found)
             answers.append(
                 {
@@ -1342,6 +1513,7 @@ def create_app(
     iou: float = DEFAULT_IOU,
     model_name: str | None = None,
     model_version: str | None = None,
+    reference: str | os.PathLike | Mapping[str, Any] | None = None,
 ) -> FastAPI:
     """The detection service (COURSE.md §5) around a detector.
 
@@ -1362,12 +1534,18 @@ def create_app(
         iou: NMS IoU threshold.
         model_name: Shown by ``/healthz``, the answers and the metrics (default: the detector's).
         model_version: Shown likewise (default: the first 12 hex digits of the file's SHA-256).
+        reference: The training images' reference profile (:func:`brightness_reference`), a
+            JSON file or a mapping, exported as ``tcv_reference_brightness`` for the drift
+            alert; None uses ``reference.json`` in the model's folder (or the one above) when
+            there is one.
 
     Returns:
         The FastAPI app (``app.state.service`` holds its state, for tests).
 
     Raises:
-        ValueError: If a limit is not positive or a threshold is outside 0-1.
+        ValueError: If a limit is not positive, a threshold is outside 0-1 or the reference
+            profile is malformed.
+        FileNotFoundError: If a ``reference`` file is given and does not exist.
     """
     concurrency = usable_cores() if max_concurrency is None else max_concurrency
     limits = {
@@ -1383,11 +1561,14 @@ def create_app(
         raise ValueError(f"max_queue must be 0 or more, got {max_queue}.")
     if not (0 <= conf <= 1 and 0 <= iou <= 1):
         raise ValueError(f"conf and iou must be between 0 and 1, got conf={conf}, iou={iou}.")
+    if reference is None:
+        reference = _reference_beside(Path(detector.path))
     settings = _Settings(
         api_key=os.environ.get(API_KEY_ENV, "") if api_key is None else api_key,
         max_concurrency=concurrency, max_queue=max_queue, max_upload_bytes=max_upload_bytes,
         max_pixels=max_pixels, max_batch=max_batch, conf=conf, iou=iou,
         model_name=model_name or detector.name, model_version=model_version or detector.version,
+        reference=None if reference is None else load_reference(reference),
     )  # fmt: skip
     service = _Service(detector, settings)
 
@@ -1472,6 +1653,7 @@ def run_server(
     max_concurrency: int | None = None,
     max_queue: int = DEFAULT_MAX_QUEUE,
     log_level: str = "info",
+    reference: str | os.PathLike | Mapping[str, Any] | None = None,
 ) -> None:
     """Serves the model until interrupted (what ``tcv serve`` and the Docker image run).
 
@@ -1487,6 +1669,7 @@ def run_server(
         max_concurrency: Requests run at once (default: the CPU cores).
         max_queue: Requests that may wait; more get 429.
         log_level: uvicorn's log level.
+        reference: The reference profile (see :func:`create_app`; None: beside the model).
     """
     import uvicorn
 
@@ -1494,10 +1677,15 @@ def run_server(
         model
         if isinstance(model, Detector)
         else load_detector(
-            model, backend=backend, threads=threads or service_threads(max_concurrency)
+            model,
+            backend=backend,
+            threads=threads or service_threads(max_concurrency),
+            parallel=max_concurrency or usable_cores(),
         )
     )
-    app = create_app(detector, max_concurrency=max_concurrency, max_queue=max_queue)
+    app = create_app(
+        detector, max_concurrency=max_concurrency, max_queue=max_queue, reference=reference
+    )
     uvicorn.run(
         app, host=host, port=port, log_level=log_level, server_header=False,
         limit_concurrency=CONNECTION_LIMIT, timeout_graceful_shutdown=10,
@@ -1563,6 +1751,7 @@ def serve_in_background(
     max_queue: int = DEFAULT_MAX_QUEUE,
     log_level: str = "warning",
     startup_timeout: float = 60.0,
+    reference: str | os.PathLike | Mapping[str, Any] | None = None,
 ) -> ServerHandle:
     """Starts the service on loopback and returns once ``/healthz`` answers.
 
@@ -1583,6 +1772,8 @@ def serve_in_background(
         max_queue: Requests that may wait; more get 429.
         log_level: uvicorn's log level.
         startup_timeout: Seconds to wait for ``/healthz``.
+        reference: The reference profile (see :func:`create_app`; None: beside the model); a
+            child process needs a file.
 
     Returns:
         A handle with ``url`` and ``stop()`` (also a context manager).
@@ -1602,12 +1793,16 @@ def serve_in_background(
             model
             if isinstance(model, Detector)
             else load_detector(
-                model, backend=backend, threads=threads or service_threads(max_concurrency)
+                model,
+                backend=backend,
+                threads=threads or service_threads(max_concurrency),
+                parallel=max_concurrency or usable_cores(),
             )
         )
         app = create_app(
-            detector, api_key=api_key, max_concurrency=max_concurrency, max_queue=max_queue
-        )
+            detector, api_key=api_key, max_concurrency=max_concurrency, max_queue=max_queue,
+            reference=reference,
+        )  # fmt: skip
         config = uvicorn.Config(
             app, host=host, port=port, log_level=log_level, access_log=False,
             limit_concurrency=CONNECTION_LIMIT, server_header=False,
@@ -1631,6 +1826,8 @@ def serve_in_background(
 
     if isinstance(model, Detector):
         raise ValueError("A child process needs the model's path, not a Detector object.")
+    if isinstance(reference, Mapping):
+        raise ValueError("A child process needs the reference profile's file, not a mapping.")
     env = dict(os.environ)
     if api_key is not None:
         env[API_KEY_ENV] = api_key
@@ -1643,6 +1840,8 @@ def serve_in_background(
         command += ["--threads", str(threads)]
     if max_concurrency:
         command += ["--max-concurrency", str(max_concurrency)]
+    if reference is not None:
+        command += ["--reference", str(reference)]
     log_fd, log_name = tempfile.mkstemp(prefix="tcv-serve-", suffix=".log")
     with os.fdopen(log_fd, "wb") as log:
         child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -1834,15 +2033,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--max-queue", type=int, default=DEFAULT_MAX_QUEUE, help="Requests that may wait."
     )
     parser.add_argument("--log-level", default="info", help="uvicorn log level.")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help=f"Reference profile JSON for the drift alert (default: {REFERENCE_FILE} beside "
+        "the model, if any).",
+    )
     args = parser.parse_args(argv)
     try:
         threads = args.threads or service_threads(args.max_concurrency)
-        detector = load_detector(args.model, backend=args.backend, threads=threads)
+        detector = load_detector(
+            args.model, backend=args.backend, threads=threads,
+            parallel=args.max_concurrency or usable_cores(),
+        )  # fmt: skip
+        reference = load_reference(args.reference) if args.reference else None
     except (FileNotFoundError, ValueError, ImportError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     run_server(
         detector, host=args.host, port=args.port, max_concurrency=args.max_concurrency,
-        max_queue=args.max_queue, log_level=args.log_level,
+        max_queue=args.max_queue, log_level=args.log_level, reference=reference,
     )  # fmt: skip
 
 

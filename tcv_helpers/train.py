@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 
-from tcv_helpers.config import Profile
+from tcv_helpers.config import DEVICE_ENV, Profile, parse_device
 from tcv_helpers.env import usable_cores
 from tcv_helpers.io import atomic_write_bytes, atomic_write_text
 from tcv_helpers.predict import quiet_ultralytics
@@ -213,6 +213,10 @@ def model_to_train(
 def training_args(profile: Profile, **overrides: Any) -> dict[str, Any]:
     """Ultralytics ``train()`` arguments for a profile, with overrides on top.
 
+    The device is ``TCV_DEVICE`` when it is set (``0,1`` trains on two GPUs with DDP; a Slurm
+    job asking for several GPUs sets it), else the profile's. A ``device`` override wins over
+    both; lists such as ``[0, 1]`` become ``"0,1"`` (see :func:`tcv_helpers.config.parse_device`).
+
     Args:
         profile: Supplies epochs, image size, batch, patience, device and optimiser settings,
             plus :data:`EXTRA_TRAIN_ARGS` for its name.
@@ -220,17 +224,25 @@ def training_args(profile: Profile, **overrides: Any) -> dict[str, Any]:
 
     Returns:
         The arguments (None values dropped).
+
+    Raises:
+        ValueError: If ``TCV_DEVICE`` or the ``device`` override is not a device request.
     """
+    device = os.environ.get(DEVICE_ENV, "").strip()
     args: dict[str, Any] = {
         "epochs": profile.epochs,
         "imgsz": profile.imgsz,
         "batch": profile.batch,
         "patience": profile.patience,
-        "device": "cpu" if profile.device == "cpu" else None,
+        "device": parse_device(device, source=DEVICE_ENV)
+        if device
+        else ("cpu" if profile.device == "cpu" else None),
         **profile.train_args(),
         **EXTRA_TRAIN_ARGS.get(profile.name, {}),
     }
     args.update({k: v for k, v in overrides.items() if v is not None})
+    if overrides.get("device") is not None:
+        args["device"] = parse_device(overrides["device"])
     if args.get("nbs") == "batch":
         args["nbs"] = args["batch"]
     return {k: v for k, v in args.items() if v is not None}
@@ -509,6 +521,11 @@ def train(
     map50 = float(metrics.box.map50) if metrics is not None else math.nan
     map50_95 = float(metrics.box.map) if metrics is not None else math.nan
     history = read_results(run_dir / "results.csv")
+    if metrics is None and getattr(trainer, "ddp", False) and len(history):
+        # Several GPUs (DDP): the epochs ran in worker processes, so this process has no
+        # validator; the final validation is the last row of results.csv.
+        map50 = float(history["metrics/mAP50(B)"].iloc[-1])
+        map50_95 = float(history["metrics/mAP50-95(B)"].iloc[-1])
     images = _count_images(data) * max(len(history) - done_before, 0)
     return TrainResult(
         run_dir=run_dir, best=best, last=last, history=history, map50=map50, map50_95=map50_95,

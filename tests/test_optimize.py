@@ -45,6 +45,8 @@ def test_letterbox_frames(tiny):
     (frame,) = letterbox_frames(tiny["paths"][:1], imgsz=64)
     assert frame.shape == (1, 3, 64, 64) and frame.dtype == np.float32
     assert frame.min() >= 0.0 and frame.max() <= 1.0
+    (wide,) = letterbox_frames(tiny["paths"][:1], imgsz=(32, 64))  # a fixed camera's aspect
+    assert wide.shape == (1, 3, 32, 64)
     with pytest.raises(FileNotFoundError, match=r"nope\.jpg"):
         letterbox_frames([tiny["work"] / "nope.jpg"], imgsz=64)
 

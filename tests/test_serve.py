@@ -32,6 +32,7 @@ from tcv_helpers.serve import (
     DetectionResult,
     create_app,
     decode_image,
+    decode_upload,
     letterbox,
     load_detector,
     load_test,
@@ -349,10 +350,49 @@ def test_decoding_damaged_files_raises_only_bad_image(tiny):
             else:
                 for at in rng.integers(0, min(len(data), 600), size=int(rng.integers(1, 8))):
                     data[at] = int(rng.integers(0, 256))
-            try:
-                decode_image(bytes(data))
-            except BadImage as exc:
-                assert exc.status in (413, 415, 422)
+            for fit in (None, (64, 64)):  # full and reduced (draft) decoding alike
+                try:
+                    decode_image(bytes(data), fit=fit)
+                except BadImage as exc:
+                    assert exc.status in (413, 415, 422)
+
+
+def test_reduced_decoding_keeps_what_the_letterbox_needs():
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    frame[100:300, 200:600] = (250, 30, 30)
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="JPEG", quality=95)
+    data = buffer.getvalue()
+    full, size = decode_upload(data)
+    assert full.shape == (720, 1280, 3) and size == (1280, 720)
+    for fit, shape in (((384, 640), (360, 640)), ((128, 128), (90, 160)), ((720, 1280), None)):
+        reduced, size = decode_upload(data, fit=fit)
+        assert size == (1280, 720)
+        assert reduced.shape[:2] == (shape or (720, 1280))
+        # never below the letterbox's own scale of the frame
+        assert reduced.shape[1] >= round(1280 * min(fit[0] / 720, fit[1] / 1280))
+        scale = 1280 / reduced.shape[1]
+        red = reduced[..., 0] > 128
+        ys, xs = np.nonzero(red)
+        assert abs(xs.min() * scale - 200) <= 2 * scale and abs(ys.max() * scale - 299) <= 2 * scale
+    # truncated: an error still, not a grey-filled frame
+    with pytest.raises(BadImage, match="truncated"):
+        decode_upload(data[: len(data) // 2], fit=(384, 640))
+    # EXIF orientation: the full size is the turned one
+    image = Image.fromarray(frame)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    turned = io.BytesIO()
+    image.save(turned, format="JPEG", exif=exif)
+    reduced, size = decode_upload(turned.getvalue(), fit=(384, 640))
+    assert size == (720, 1280) and reduced.shape[0] > reduced.shape[1]
+    found = DetectionResult(
+        xyxy=np.array([[10, 20, 30, 40]], np.float32), confidence=np.array([0.9], np.float32),
+        class_id=np.array([0]), names={0: "car"}, width=320, height=180,
+    )  # fmt: skip
+    big = found.rescaled(1280, 720)
+    np.testing.assert_allclose(big.xyxy, [[40, 80, 120, 160]])
+    assert (big.width, big.height) == (1280, 720) and found.rescaled(320, 180) is found
 
 
 # ---- the service: unit cases through the test client ---------------------------------------
@@ -377,7 +417,11 @@ def test_detect_answers_as_the_contract_says(tiny, client):
     body = answer.json()
     assert set(body) == {"model", "image", "detections", "latency_ms"}
     assert body["model"] == "tiny" and body["image"] == {"width": 640, "height": 360}
-    expected = tiny.detector.detect(tiny.jpeg)
+    # The service decodes a JPEG far larger than the model's input at a reduced scale (JPEG's
+    # DCT scaling) and reports boxes in the full frame's pixels.
+    reduced, size = decode_upload(tiny.jpeg, fit=tiny.detector.imgsz)
+    assert size == (640, 360) and reduced.shape[1] < 640
+    expected = tiny.detector.detect_arrays([reduced])[0].rescaled(*size)
     assert len(body["detections"]) == len(expected) > 0
     first = body["detections"][0]
     assert set(first) == {"xyxy", "confidence", "class_id", "class_name"}
