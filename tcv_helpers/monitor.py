@@ -13,6 +13,13 @@ is described the same way and compared, feature by feature, with two tests:
 A feature drifts when both agree (PSI above its threshold *and* KS p-value below alpha): PSI
 alone over-reacts on small windows, KS alone on large ones.
 
+The model adds what the pixels alone cannot say: per frame, how many **boxes** it finds, their
+median **size**, their mean **confidence** (:func:`detection_features`), and how far the frame's
+**embedding** (the detector's own pooled backbone features, Ultralytics' ``embed``) is from the
+training frames' (:class:`EmbeddingSpace`: a Mahalanobis distance in their principal
+components, cross-fitted so the reference is not judged against itself). :func:`timeline`
+slides a window over a stream of frames and :meth:`Timeline.plot` shows the drift over time.
+
 Example::
 
     reference = tcv.monitor.profile_frames(train_paths)
@@ -31,9 +38,15 @@ import numpy as np
 
 if TYPE_CHECKING:
     import pandas as pd
+    import supervision as sv
+    from matplotlib.figure import Figure
 
 #: The per-frame features of a profile.
 FEATURES: tuple[str, ...] = ("brightness", "contrast", "sharpness", "saturation", "scene_distance")
+#: Per-frame features that need the model (:func:`profile_with_model`).
+MODEL_FEATURES: tuple[str, ...] = ("box_count", "box_area", "confidence", "embedding_distance")
+#: Principal components kept by :class:`EmbeddingSpace`.
+EMBEDDING_DIMS = 16
 #: PSI above this is a shift worth acting on (the usual rule of thumb is 0.25 for "large").
 PSI_THRESHOLD = 0.25
 #: KS p-value below this rejects "same distribution".
@@ -273,3 +286,308 @@ def synthetic_window(
         )  # fmt: skip
         out.append(np.asarray(frame.image.convert("RGB"))[..., ::-1].copy())
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# What the model sees: boxes, confidence, embeddings
+# --------------------------------------------------------------------------------------------
+
+
+def detection_features(
+    detections: Sequence[sv.Detections], sizes: Sequence[tuple[int, int]]
+) -> pd.DataFrame:
+    """Per frame: how many boxes, their median size and mean confidence.
+
+    Args:
+        detections: The model's detections per frame (at the service's confidence threshold).
+        sizes: ``(width, height)`` of every frame.
+
+    Returns:
+        ``box_count``, ``box_area`` (median box area as a share of the frame; NaN without boxes)
+        and ``confidence`` (mean confidence; NaN without boxes).
+
+    Raises:
+        ValueError: If the two sequences differ in length.
+    """
+    import pandas as pd
+
+    if len(detections) != len(sizes):
+        raise ValueError(f"{len(detections)} detections for {len(sizes)} frame sizes.")
+    rows = []
+    for found, (width, height) in zip(detections, sizes, strict=True):
+        boxes = np.asarray(found.xyxy, dtype=float).reshape(-1, 4)
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / (width * height)
+        scores = found.confidence if found.confidence is not None else np.ones(len(boxes))
+        rows.append(
+            {
+                "box_count": float(len(boxes)),
+                "box_area": float(np.median(areas)) if len(boxes) else np.nan,
+                "confidence": float(np.mean(scores)) if len(boxes) else np.nan,
+            }
+        )
+    return pd.DataFrame(rows, columns=["box_count", "box_area", "confidence"])
+
+
+def embed_frames(
+    model: str | os.PathLike | Any,
+    frames: Sequence[str | os.PathLike | np.ndarray],
+    *,
+    imgsz: int,
+    batch: int = 16,
+) -> np.ndarray:
+    """The detector's embedding of every frame: its backbone's pooled features (Ultralytics).
+
+    Args:
+        model: ``.pt`` weights or an ``ultralytics.YOLO`` object.
+        frames: Image paths or BGR arrays.
+        imgsz: The model's input size.
+        batch: Frames per forward pass.
+
+    Returns:
+        A ``(frames, dims)`` float32 array.
+
+    Raises:
+        FileNotFoundError: If the weights or a frame does not exist.
+    """
+    from tcv_helpers.predict import load_yolo, quiet_ultralytics
+
+    yolo = load_yolo(model)
+    out: list[np.ndarray] = []
+    with quiet_ultralytics():
+        for start in range(0, len(frames), batch):
+            chunk = [_read(f) for f in frames[start : start + batch]]
+            vectors = yolo.embed(chunk, imgsz=imgsz, verbose=False, device="cpu")
+            out.extend(v.detach().cpu().numpy().astype(np.float32).ravel() for v in vectors)
+    return np.stack(out) if out else np.zeros((0, 0), np.float32)
+
+
+@dataclass
+class EmbeddingSpace:
+    """Where the reference frames' embeddings lie: their mean and principal components.
+
+    :meth:`distance` is the Mahalanobis distance in the top components: about the same for new
+    frames like the reference's, larger for frames unlike any of them (night, a new view).
+
+    Attributes:
+        mean: Mean embedding of the reference.
+        components: ``(dims, features)`` principal directions.
+        scale: Standard deviation along each direction.
+    """
+
+    mean: np.ndarray
+    components: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, embeddings: np.ndarray, *, dims: int = EMBEDDING_DIMS) -> EmbeddingSpace:
+        """Fits the space to reference embeddings (at least 3 frames)."""
+        data = np.asarray(embeddings, dtype=np.float64)
+        if data.ndim != 2 or len(data) < 3:
+            raise ValueError(
+                f"An embedding space needs at least 3 reference frames, got shape {data.shape}."
+            )
+        mean = data.mean(axis=0)
+        _, singular, vt = np.linalg.svd(data - mean, full_matrices=False)
+        keep = max(1, min(dims, len(data) - 1, int((singular > 1e-9).sum())))
+        scale = singular[:keep] / np.sqrt(len(data) - 1)
+        return cls(mean=mean, components=vt[:keep], scale=np.maximum(scale, 1e-9))
+
+    def distance(self, embeddings: np.ndarray) -> np.ndarray:
+        """Mahalanobis distance of each embedding from the reference, in the kept components.
+
+        Raises:
+            ValueError: If the embeddings' width differs from the reference's.
+        """
+        data = np.asarray(embeddings, dtype=np.float64)
+        if data.ndim != 2 or data.shape[1] != self.mean.shape[0]:
+            raise ValueError(
+                f"Embeddings of shape {data.shape} do not match the reference's width "
+                f"{self.mean.shape[0]} (another model?)."
+            )
+        projected = (data - self.mean) @ self.components.T / self.scale
+        return np.sqrt((projected**2).mean(axis=1))
+
+    def reference_distance(self, embeddings: np.ndarray, *, folds: int = 2) -> np.ndarray:
+        """Distances of the reference's own frames, each measured by a space fitted without it.
+
+        A frame is always close to a space fitted on itself; cross-fitting gives the distances a
+        new frame of the same kind would get, so a held-out window does not look like drift.
+        """
+        data = np.asarray(embeddings, dtype=np.float64)
+        out = np.empty(len(data))
+        order = np.arange(len(data)) % folds
+        for fold in range(folds):
+            held = order == fold
+            dims = len(self.scale)
+            out[held] = EmbeddingSpace.fit(data[~held], dims=dims).distance(data[held])
+        return out
+
+
+def profile_with_model(
+    frames: Sequence[str | os.PathLike | np.ndarray],
+    *,
+    model: str | os.PathLike | Any,
+    imgsz: int,
+    scene: np.ndarray | None = None,
+    space: EmbeddingSpace | None = None,
+    conf: float = 0.25,
+) -> tuple[pd.DataFrame, EmbeddingSpace]:
+    """:func:`profile_frames` plus what the model sees (:data:`MODEL_FEATURES`).
+
+    Args:
+        frames: Image paths or BGR arrays.
+        model: The deployed detector's ``.pt`` (or ``YOLO`` object).
+        imgsz: Its input size.
+        scene: The camera's scene (:func:`scene_of`).
+        space: The reference's embedding space; None makes this the reference: the space is
+            fitted here and the frames' distances are cross-fitted.
+        conf: Confidence threshold of the detections counted (the service's).
+
+    Returns:
+        The profile, and the embedding space (the one given, or the one fitted).
+    """
+    from tcv_helpers.predict import load_yolo, predict_yolo
+
+    images = [_read(f) for f in frames]
+    yolo = load_yolo(model)
+    table = profile_frames(images, scene=scene)
+    found = predict_yolo(yolo, images, imgsz=imgsz, conf=conf)
+    sizes = [(im.shape[1], im.shape[0]) for im in images]
+    boxes = detection_features(found, sizes)
+    embeddings = embed_frames(yolo, images, imgsz=imgsz)
+    if space is None:
+        space = EmbeddingSpace.fit(embeddings)
+        distance = space.reference_distance(embeddings)
+    else:
+        distance = space.distance(embeddings)
+    table = table.join(boxes)
+    table["embedding_distance"] = distance
+    return table, space
+
+
+# --------------------------------------------------------------------------------------------
+# Drift over time
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Timeline:
+    """Windows slid over a stream of frames, each compared with the reference.
+
+    Attributes:
+        windows: One row per window: ``start``, ``end`` (frame positions), ``label`` (the
+            stream's label at the window's end, when it has one), and per feature
+            ``<feature>_psi`` and ``<feature>_drifted``, and ``drifted`` (any feature).
+        stream: The stream's profile (one row per frame, in order).
+        reference: The reference profile.
+        features: The features compared.
+    """
+
+    windows: pd.DataFrame
+    stream: pd.DataFrame
+    reference: pd.DataFrame
+    features: tuple[str, ...]
+
+    def first_alarm(self) -> dict[str, Any] | None:
+        """The first window that drifted (its row as a dict), or None."""
+        hits = self.windows[self.windows["drifted"]]
+        return None if hits.empty else hits.iloc[0].to_dict()
+
+    def plot(self, features: Sequence[str] | None = None) -> Figure:
+        """Each feature over the stream against the reference's 5-95 % band, and the windows
+        that drifted shaded."""
+        from matplotlib.figure import Figure
+
+        shown = list(features or self.features)
+        fig = Figure(figsize=(11, 1.6 * len(shown) + 0.8))
+        axes = fig.subplots(len(shown), 1, sharex=True, squeeze=False)[:, 0]
+        position = np.arange(len(self.stream))
+        for ax, name in zip(axes, shown, strict=True):
+            ref = self.reference[name].dropna()
+            if len(ref):
+                low, high = np.quantile(ref, [0.05, 0.95])
+                ax.axhspan(low, high, color="tab:green", alpha=0.15, lw=0)
+            ax.plot(position, self.stream[name].to_numpy(), ".", ms=3, color="tab:blue")
+            for _, row in self.windows[self.windows[f"{name}_drifted"]].iterrows():
+                ax.axvspan(row["start"], row["end"], color="tab:red", alpha=0.08, lw=0)
+            ax.set_ylabel(name.replace("_", " "), fontsize=8)
+        if "label" in self.stream:
+            labels = self.stream["label"].astype(str).to_numpy()
+            changes = [0] + [i for i in range(1, len(labels)) if labels[i] != labels[i - 1]]
+            for i in changes:
+                axes[0].annotate(
+                    labels[i], (i, 1.02), xycoords=("data", "axes fraction"), fontsize=8
+                )
+                for ax in axes:
+                    ax.axvline(i, color="grey", lw=0.6, ls=":")
+        axes[-1].set_xlabel("frame (in arrival order)")
+        fig.suptitle(
+            "Drift over time: green = the training frames' 5-95 % range, red = windows that drifted"
+        )
+        fig.tight_layout()
+        return fig
+
+
+def timeline(
+    reference: pd.DataFrame,
+    stream: pd.DataFrame,
+    *,
+    window: int = 30,
+    step: int = 10,
+    features: Sequence[str] | None = None,
+    psi_threshold: float = PSI_THRESHOLD,
+    ks_alpha: float = KS_ALPHA,
+) -> Timeline:
+    """Slides a window over a stream of frames and compares each with the reference.
+
+    Args:
+        reference: The reference profile.
+        stream: The stream's profile, one row per frame in arrival order (an optional ``label``
+            column, such as the condition, is carried along).
+        window: Frames per window.
+        step: Frames between window starts.
+        features: Columns to compare (default: every feature both profiles have).
+        psi_threshold: See :func:`compare`.
+        ks_alpha: See :func:`compare`.
+
+    Returns:
+        The timeline.
+
+    Raises:
+        ValueError: If ``window`` or ``step`` is not positive or the stream is shorter than one
+            window.
+    """
+    import pandas as pd
+
+    if window < 2 or step < 1:
+        raise ValueError(f"window must be at least 2 and step at least 1, got {window}, {step}.")
+    if len(stream) < window:
+        raise ValueError(
+            f"The stream holds {len(stream)} frames, fewer than one window ({window})."
+        )
+    known = (*FEATURES, *MODEL_FEATURES)
+    names = tuple(
+        features
+        or [f for f in known if f in reference and f in stream and reference[f].notna().any()]
+    )
+    rows = []
+    for start in range(0, len(stream) - window + 1, step):
+        part = stream.iloc[start : start + window]
+        report = compare(
+            reference, part, features=names, psi_threshold=psi_threshold, ks_alpha=ks_alpha
+        )
+        row: dict[str, Any] = {"start": start, "end": start + window - 1}
+        if "label" in stream:
+            row["label"] = part["label"].iloc[-1]
+        for r in report.rows:
+            row[f"{r['feature']}_psi"] = r["psi"]
+            row[f"{r['feature']}_drifted"] = r["drifted"]
+        for name in names:  # a feature without values in this window did not drift
+            row.setdefault(f"{name}_psi", float("nan"))
+            row.setdefault(f"{name}_drifted", False)
+        row["drifted"] = report.drifted
+        rows.append(row)
+    return Timeline(
+        windows=pd.DataFrame(rows), stream=stream.reset_index(drop=True), reference=reference,
+        features=names,
+    )  # fmt: skip

@@ -52,6 +52,11 @@ PALETTE = (
 MIN_DEPTH, MAX_DEPTH = 0.22, 1.05
 #: A vehicle less visible than this (occluded or cut by the frame) is not labelled.
 MIN_VISIBLE = 0.3
+#: In sequences, the least distance between vehicles in a lane, in units of 1 / depth.
+FOLLOW_GAP = 0.6
+#: A crossing is ground truth when the vehicle is labelled within this many seconds before and
+#: after it: one made out of sight (off-screen, or hidden behind another vehicle) is not.
+VISIBLE_CROSSING_S = 0.5
 #: Boxes smaller than this many pixels (at the generated size) are not labelled.
 MIN_BOX_PX = 6
 SPLITS = ("train", "val", "test")
@@ -717,7 +722,9 @@ def generate_sequence(
 
     Writes ``out/<camera>-<index>/frames/000000.jpg ...``, ``tracks.csv`` (frame, track_id,
     class_name, direction, x1, y1, x2, y2) and ``sequence.json`` (camera, fps, the counting line
-    in pixels and the true counts per direction across it).
+    in pixels and the true counts per direction across it). Vehicles keep their distance in a
+    lane; a crossing counts when the vehicle is labelled within :data:`VISIBLE_CROSSING_S`
+    before and after it, i.e. when a camera could see it.
 
     Args:
         out: Parent folder.
@@ -746,7 +753,7 @@ def generate_sequence(
     weights = np.array([VEHICLES[n][2] for n in names])
     line_depth = 0.6
     active: list[dict] = []
-    next_id, crossed = 1, {"in": set(), "out": set()}
+    next_id, crossings = 1, []  # (track id, direction, frame before the crossing)
     rows = []
     start = START + timedelta(hours=8 + index)
     for f in range(frames):
@@ -786,19 +793,38 @@ def generate_sequence(
                     *(round(float(v), 2) for v in box),
                 ]
             )
-        for a in active:  # move: perspective makes near vehicles move faster on screen
+        # Move, leaders first: perspective makes near vehicles move faster on screen, and a
+        # vehicle keeps its distance to the one ahead in its lane instead of driving through
+        # it (the distance along the road goes as 1 / depth).
+        ahead: dict[int, float] = {}  # per lane: how far the next vehicle may go
+        for a in sorted(active, key=lambda a: -a["depth"] if a["towards"] else a["depth"]):
             before = a["depth"]
-            step = a["speed"] * (0.35 + a["depth"])
-            a["depth"] += step if a["towards"] else -step
+            step = a["speed"] * (0.35 + before)
+            if a["towards"]:
+                a["depth"] = max(before, min(before + step, ahead.get(a["lane"], np.inf)))
+                ahead[a["lane"]] = 1 / (1 / a["depth"] + FOLLOW_GAP)
+            else:
+                a["depth"] = min(before, max(before - step, ahead.get(a["lane"], 0.0)))
+                room = 1 / a["depth"] - FOLLOW_GAP
+                ahead[a["lane"]] = 1 / room if room > 0 else np.inf
             if (before - line_depth) * (a["depth"] - line_depth) < 0:
-                crossed["in" if a["towards"] else "out"].add(a["id"])
+                crossings.append((a["id"], "in" if a["towards"] else "out", f))
         active = [a for a in active if MIN_DEPTH - 0.05 <= a["depth"] <= MAX_DEPTH + 0.3]
+    seen = {(row[0], row[1]) for row in rows}  # (frame, track) of every labelled vehicle
+    near = max(1, round(VISIBLE_CROSSING_S * fps))
+    crossed: dict[str, set[int]] = {"in": set(), "out": set()}
+    for track, direction, f in crossings:  # ground truth: crossings a camera can see, made by
+        # vehicles labelled shortly before and after (not off-screen, not hidden behind another)
+        before = any((f - k, track) in seen for k in range(near))
+        if before and any((f + 1 + k, track) in seen for k in range(near)):
+            crossed[direction].add(track)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["frame", "track_id", "class_name", "direction", "x1", "y1", "x2", "y2"])
     writer.writerows(rows)
     atomic_write_text(folder / "tracks.csv", buffer.getvalue())
-    (x1, y1), (x2, y2) = camera.counting_line(line_depth)
+    zoom = _roll_transform(camera)[1]  # the line turns with the view, like the vehicles
+    (x1, y1), (x2, y2) = _roll_points(camera, np.array(camera.counting_line(line_depth)), zoom)
     meta = {
         "camera_id": camera.camera_id,
         "camera_name": camera.name,
