@@ -46,8 +46,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: How to install Prometheus and promtool (shown when they are missing).
 INSTALL_HINT = (
@@ -642,6 +645,55 @@ def query(
         f"{what} returns a {kind}, not numbers at one time: use query_range for values over "
         "time, or wrap a range selector in a function such as rate(...) or max_over_time(...)."
     )
+
+
+def query_table(
+    base_url: str, queries: Mapping[str, str], *, timeout: float = 10.0
+) -> pd.DataFrame:
+    """Runs named PromQL queries and returns every sample as a row (query, labels, value).
+
+    Args:
+        base_url: Prometheus' URL.
+        queries: Name -> PromQL.
+        timeout: Seconds per query.
+
+    Returns:
+        A table with the columns ``query``, ``labels`` (as ``k=v`` text) and ``value``.
+
+    Raises:
+        PrometheusQueryError: If a query is not valid PromQL (its name and text in the message).
+    """
+    import pandas as pd
+
+    rows = []
+    for name, promql in queries.items():
+        for sample in query(base_url, promql, timeout=timeout):
+            labels = ", ".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            rows.append({"query": name, "labels": labels, "value": sample.value})
+    return pd.DataFrame(rows, columns=["query", "labels", "value"])
+
+
+def alert_rules(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The alerts of a rules file (default: the course's ``alerts.yml``): name, expression,
+    how long it must hold, severity and summary."""
+    import pandas as pd
+    import yaml
+
+    source = Path(path) if path else monitoring_files().alerts
+    groups = (yaml.safe_load(source.read_text(encoding="utf-8")) or {}).get("groups") or []
+    rows = [
+        {
+            "alert": rule["alert"],
+            "expr": " ".join(str(rule["expr"]).split()),
+            "for": rule.get("for", "0s"),
+            "severity": rule.get("labels", {}).get("severity", ""),
+            "summary": rule.get("annotations", {}).get("summary", ""),
+        }
+        for group in groups
+        for rule in group.get("rules") or []
+        if "alert" in rule
+    ]
+    return pd.DataFrame(rows, columns=["alert", "expr", "for", "severity", "summary"])
 
 
 def query_value(

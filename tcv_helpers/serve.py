@@ -1946,6 +1946,41 @@ async def _load(
     }
 
 
+def post_frames(
+    url: str,
+    frames: Sequence[np.ndarray | bytes],
+    *,
+    api_key: str | None = None,
+    timeout: float = 30.0,
+) -> list[int]:
+    """Posts frames to the service one by one, as a camera gateway would; returns the statuses.
+
+    Args:
+        url: The service's base URL.
+        frames: BGR uint8 arrays (sent as JPEG; encoded with Pillow) or encoded image bytes.
+        api_key: Sent as ``X-API-Key`` when given.
+        timeout: Seconds per request.
+
+    Returns:
+        The HTTP status of every answer, in order.
+    """
+    import httpx
+
+    headers = {API_KEY_HEADER: api_key} if api_key else {}
+    statuses = []
+    with httpx.Client(timeout=timeout, headers=headers) as client:
+        for frame in frames:
+            if isinstance(frame, np.ndarray):
+                buffer = io.BytesIO()
+                Image.fromarray(_to_rgb(frame)).save(buffer, format="JPEG", quality=90)
+                frame = buffer.getvalue()
+            answer = client.post(
+                url.rstrip("/") + "/v1/detect", files={IMAGE_FIELD: ("frame.jpg", frame)}
+            )
+            statuses.append(answer.status_code)
+    return statuses
+
+
 def load_test(
     url: str,
     image_bytes: bytes,

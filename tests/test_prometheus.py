@@ -28,6 +28,7 @@ from tcv_helpers.prometheus import (
     PrometheusQueryError,
     PrometheusUnavailable,
     RulesError,
+    alert_rules,
     check_config,
     check_dashboard,
     check_queries,
@@ -38,6 +39,7 @@ from tcv_helpers.prometheus import (
     monitoring_files,
     prometheus_status,
     query,
+    query_table,
     run_rule_tests,
     start_prometheus,
     write_config,
@@ -291,6 +293,18 @@ def test_rules_read_only_what_the_service_exports(tiny):
 # ---- promtool and the configuration --------------------------------------------------------
 
 
+def test_alert_rules_table_lists_every_alert():
+    table = alert_rules()
+    assert {
+        "TcvServiceDown",
+        "TcvHighLatencyP95",
+        "TcvServerErrors",
+        "TcvInputBrightnessDrift",
+    } <= set(table["alert"])
+    assert len(table) == 7 and table["expr"].str.len().min() > 0
+    assert table.set_index("alert").loc["TcvInputBrightnessDrift", "for"] == "10m"
+
+
 def test_promtool_accepts_the_rules_and_their_unit_tests(promtool, tmp_path):
     assert "SUCCESS" in check_rules(monitoring_files().alerts)
     assert "SUCCESS" in run_rule_tests(ALERTS_TEST)
@@ -410,6 +424,13 @@ def test_prometheus_reads_back_what_the_service_served(tiny, prometheus_bin):
         assert {s.labels["reason"]: s.value for s in by_reason} == {
             "not_an_image": 20, "empty": 1, "unauthorized": 2
         }  # fmt: skip
+        table = query_table(
+            prom.url, {"by status": 'sum by (status) (tcv_requests_total{endpoint="/v1/detect"})'}
+        )
+        assert dict(zip(table["labels"], table["value"], strict=True)) == {
+            "status=200": 30, "status=401": 2, "status=415": 20, "status=422": 1
+        }  # fmt: skip
+        assert set(table["query"]) == {"by status"}
         by_class = prom.query("sum by (class_name) (tcv_detections_total)")
         assert {s.labels["class_name"]: s.value for s in by_class} == {"car": 60, "truck": 30}
         assert prom.query_value("sum(tcv_detections_per_image_count)") == 30

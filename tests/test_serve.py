@@ -37,6 +37,7 @@ from tcv_helpers.serve import (
     load_detector,
     load_test,
     non_max_suppression,
+    post_frames,
     serve_in_background,
 )
 from tcv_helpers.synth import generate_dataset
@@ -571,6 +572,10 @@ def test_background_server_and_load_test(tiny):
             return load_test(server.url, tiny.jpeg, concurrency=2, requests=4)
 
         assert asyncio.run(inside_a_running_loop())["status_counts"] == {"401": 4}
+        frame = cv2.imread(str(tiny.paths[0]))
+        sent = [frame, tiny.jpeg, b"plain text", tiny.jpeg[: len(tiny.jpeg) // 3]]
+        assert post_frames(server.url, sent, api_key=KEY) == [200, 200, 415, 422]
+        assert post_frames(server.url, [frame]) == [401]
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{server.url}/healthz")
 
