@@ -203,6 +203,10 @@ def _open_log(path: Path, values: list[str]) -> logging.Handler:
     return handler
 
 
+#: Tag of the cells papermill inserts into a notebook that failed (papermill.execute).
+_ERROR_TAG = "papermill-error-cell-tag"
+
+
 def _failure_from(exc: Exception, source: Path, output: Path) -> NotebookFailure:
     """Turns a papermill exception into a message naming the notebook and the cell."""
     from papermill.exceptions import PapermillExecutionError
@@ -212,6 +216,9 @@ def _failure_from(exc: Exception, source: Path, output: Path) -> NotebookFailure
     cell_number, first_line = None, ""
     try:
         cells = json.loads(output.read_text(encoding="utf-8"))["cells"]
+        # papermill adds two markdown cells to a failed notebook (an error banner on top, an
+        # anchor before the failing cell); exc.cell_index counts the cells without them.
+        cells = [c for c in cells if _ERROR_TAG not in c.get("metadata", {}).get("tags", [])]
         failing = cells[exc.cell_index]
         injected = [
             i

@@ -194,7 +194,8 @@ def test_failure_names_notebook_and_cell_then_resume(course, tmp_path):
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert first.returncode == 1, first.stdout + first.stderr
     message = first.stdout + first.stderr
-    assert "01_second.ipynb failed in cell 4" in message and "planted failure" in message
+    assert "01_second.ipynb failed in cell 4 (`import os`)" in message, message
+    assert "planted failure" in message
     assert "tcv run --resume" in message
     assert FAKE_KEY not in message, "the secret reached the terminal"
     run_dir = next(out.iterdir())
