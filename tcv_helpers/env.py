@@ -93,6 +93,23 @@ def usable_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def stop_process(process: subprocess.Popen, *, timeout: float = 15.0) -> None:
+    """Stops a child process: SIGTERM, then SIGKILL if it has not exited within ``timeout``.
+
+    Args:
+        process: The child (a no-op if it already exited).
+        timeout: Seconds it may take to shut down cleanly.
+    """
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _torch_version() -> str | None:
     try:
         from importlib.metadata import version

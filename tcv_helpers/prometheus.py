@@ -49,6 +49,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
+from tcv_helpers.env import stop_process
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -365,13 +367,7 @@ def _write_secret(path: Path, secret: str) -> Path:
 def _shutdown(
     process: subprocess.Popen, secret: Path | None, workdir: Path, remove_workdir: bool
 ) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_process(process)
     if secret is not None:
         secret.unlink(missing_ok=True)
     if remove_workdir:

@@ -91,7 +91,7 @@ from prometheus_client import Counter as PromCounter
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from tcv_helpers.env import usable_cores
+from tcv_helpers.env import stop_process, usable_cores
 
 if TYPE_CHECKING:
     import supervision as sv
@@ -1847,21 +1847,15 @@ def serve_in_background(
         child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     log_path = Path(log_name)
 
-    def stop_process() -> None:
-        if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+    def stop_child() -> None:
+        stop_process(child)
         log_path.unlink(missing_ok=True)
 
     if not _wait_healthy(url, timeout=startup_timeout, alive=lambda: child.poll() is None):
         tail = log_path.read_text(errors="replace")[-2000:]
-        stop_process()
+        stop_child()
         raise RuntimeError(f"The service did not start on {url}; its log ends:\n{tail}")
-    return ServerHandle(url=url, pid=child.pid, log=log_path, _stop=stop_process)
+    return ServerHandle(url=url, pid=child.pid, log=log_path, _stop=stop_child)
 
 
 def _percentile(values: Sequence[float], q: float) -> float:

@@ -55,3 +55,24 @@ def test_gpu_info_from_nvidia_smi(monkeypatch, tmp_path):
         assert info.available and info.names == ("Tesla T4",) and info.memory_gb == (15.0,)
     finally:
         env.gpu_info.cache_clear()
+
+
+def test_stop_process_terminates_then_kills():
+    import subprocess
+    import sys
+
+    from tcv_helpers.env import stop_process
+
+    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stop_process(polite, timeout=10)
+    assert polite.returncode == -15  # SIGTERM was enough
+    stubborn = subprocess.Popen(
+        [sys.executable, "-c",
+         "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+         "print('ready', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert stubborn.stdout.readline().strip() == "ready"
+    stop_process(stubborn, timeout=0.5)
+    assert stubborn.returncode == -9  # killed after the timeout
+    stop_process(stubborn)  # already gone: nothing to do
