@@ -355,12 +355,8 @@ def serve(
     from tcv_helpers import serve as serve_mod
 
     try:
-        per_image = threads or serve_mod.service_threads(max_concurrency)
-        detector = serve_mod.load_detector(
-            model,
-            backend=backend,
-            threads=per_image,
-            parallel=max_concurrency or serve_mod.usable_cores(),
+        detector = serve_mod.service_detector(
+            model, backend=backend, threads=threads, max_concurrency=max_concurrency
         )
         profile = serve_mod.load_reference(reference) if reference else None
     except (FileNotFoundError, ValueError, ImportError) as exc:

@@ -1084,6 +1084,37 @@ def service_threads(max_concurrency: int | None = None) -> int:
     return max(1, cores // (max_concurrency or cores))
 
 
+def service_detector(
+    model: str | os.PathLike | Detector,
+    *,
+    backend: str = "auto",
+    threads: int | None = None,
+    max_concurrency: int | None = None,
+) -> Detector:
+    """The detector for a service running ``max_concurrency`` requests at once.
+
+    The cores are shared out (:func:`service_threads`) and the runtime may run that many
+    inferences side by side (``parallel`` of :func:`load_detector`).
+
+    Args:
+        model: A model path (see :func:`load_detector`), or a detector (returned as it is).
+        backend: ``auto``, ``onnxruntime`` or ``openvino``.
+        threads: CPU threads per inference (default: :func:`service_threads`).
+        max_concurrency: Requests run at once (default: the CPU cores).
+
+    Returns:
+        The detector.
+    """
+    if isinstance(model, Detector):
+        return model
+    return load_detector(
+        model,
+        backend=backend,
+        threads=threads or service_threads(max_concurrency),
+        parallel=max_concurrency or usable_cores(),
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # The service
 # --------------------------------------------------------------------------------------------
@@ -1673,15 +1704,8 @@ def run_server(
     """
     import uvicorn
 
-    detector = (
-        model
-        if isinstance(model, Detector)
-        else load_detector(
-            model,
-            backend=backend,
-            threads=threads or service_threads(max_concurrency),
-            parallel=max_concurrency or usable_cores(),
-        )
+    detector = service_detector(
+        model, backend=backend, threads=threads, max_concurrency=max_concurrency
     )
     app = create_app(
         detector, max_concurrency=max_concurrency, max_queue=max_queue, reference=reference
@@ -1789,15 +1813,8 @@ def serve_in_background(
     if mode == "thread":
         import uvicorn
 
-        detector = (
-            model
-            if isinstance(model, Detector)
-            else load_detector(
-                model,
-                backend=backend,
-                threads=threads or service_threads(max_concurrency),
-                parallel=max_concurrency or usable_cores(),
-            )
+        detector = service_detector(
+            model, backend=backend, threads=threads, max_concurrency=max_concurrency
         )
         app = create_app(
             detector, api_key=api_key, max_concurrency=max_concurrency, max_queue=max_queue,
@@ -2071,10 +2088,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     try:
-        threads = args.threads or service_threads(args.max_concurrency)
-        detector = load_detector(
-            args.model, backend=args.backend, threads=threads,
-            parallel=args.max_concurrency or usable_cores(),
+        detector = service_detector(
+            args.model, backend=args.backend, threads=args.threads,
+            max_concurrency=args.max_concurrency,
         )  # fmt: skip
         reference = load_reference(args.reference) if args.reference else None
     except (FileNotFoundError, ValueError, ImportError) as exc:
