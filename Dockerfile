@@ -26,5 +26,5 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
 
-ENTRYPOINT ["python", "-m", "tcv_helpers.serve"]
+ENTRYPOINT ["python", "-m", "tcv_helpers.deploy.serve"]
 CMD ["--model", "/models/model.onnx", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,4 +1,4 @@
-"""Times ``tcv_helpers.qa.check_dataset`` on a generated YOLO dataset (target: 1,000 images < 20 s).
+"""Times ``tcv_helpers.data.qa.check_dataset`` on a generated YOLO dataset (target: 1,000 images < 20 s).
 
 Generates N synthetic 640x360 JPEG frames (smooth random textures with noise) with YOLO labels
 in a temporary folder, plants a few defects (corrupt, truncated and empty images, a PNG named
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tcv_helpers.qa import check_dataset
+from tcv_helpers.data.qa import check_dataset
 
 TARGET_SECONDS = 20.0
 TARGET_IMAGES = 1000

@@ -92,7 +92,7 @@ def untrained_weights(out: Path) -> Path:
 
 def camera_frames(folder: Path, count: int = 16) -> list[Path]:
     """Synthetic 1280 x 720 traffic-camera frames (the first is the load test's frame)."""
-    from tcv_helpers.synth import generate_dataset
+    from tcv_helpers.data.synth import generate_dataset
 
     data = generate_dataset(
         folder, images=count, cameras=3, sequences=0, width=1280, height=720, workers=1
@@ -102,7 +102,7 @@ def camera_frames(folder: Path, count: int = 16) -> list[Path]:
 
 def fastest_kind() -> str:
     """The variant notebook 07's benchmark found fastest here, else the usual winner on a CPU."""
-    from tcv_helpers.optimize import fastest_variant
+    from tcv_helpers.deploy.optimize import fastest_variant
 
     for weights in DEFAULT_WEIGHTS:  # the workspaces' reports/benchmark.json (notebook 07)
         found = fastest_variant(weights.parent.parent / "reports" / "benchmark.json")
@@ -121,8 +121,8 @@ def build_variant(
     """Exports ``weights`` at ``shape`` (height, width) as ``kind``, calibrated on ``frames``."""
     from ultralytics import YOLO
 
-    from tcv_helpers.optimize import export_openvino, letterbox_frames, quantize_onnx_int8
-    from tcv_helpers.predict import quiet_ultralytics
+    from tcv_helpers.deploy.optimize import export_openvino, letterbox_frames, quantize_onnx_int8
+    from tcv_helpers.model.predict import quiet_ultralytics
 
     with quiet_ultralytics():
         onnx = Path(YOLO(str(weights)).export(format="onnx", imgsz=shape, dynamic=False))
@@ -188,8 +188,8 @@ def main() -> None:
         naive_server(str(args.model_pt), args.port, args.imgsz)
         return
 
-    from tcv_helpers.predict import quiet_ultralytics
-    from tcv_helpers.serve import load_test, serve_in_background
+    from tcv_helpers.deploy.serve import load_test, serve_in_background
+    from tcv_helpers.model.predict import quiet_ultralytics
 
     # Ultralytics letterboxes a 1280 x 720 frame for the .pt to 640 x 384 (the smallest multiple
     # of the stride); a fixed-size export for a fixed camera takes exactly that input.

@@ -11,7 +11,7 @@ import os
 import tempfile
 import time
 
-from tcv_helpers.synth import generate_dataset
+from tcv_helpers.data.synth import generate_dataset
 
 TARGET_FRAMES_PER_MINUTE = 1000.0
 

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from tcv_helpers.config import PROFILES
-from tcv_helpers.optimize import benchmark
+from tcv_helpers.deploy.optimize import benchmark
 
 TARGETS = {"onnxruntime-int8": 3.5, "onnxruntime-fp32": 1.8}
 FASTEST_TARGET = 5.0
@@ -36,8 +36,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         weights, data = args.weights, args.data
         if weights is None or data is None:
-            from tcv_helpers.registry import load_dataset
-            from tcv_helpers.train import train
+            from tcv_helpers.data.registry import load_dataset
+            from tcv_helpers.model.train import train
 
             smoke = PROFILES["smoke"]
             root, _ = load_dataset("synthetic", data_dir=Path(tmp) / "data", profile=smoke)

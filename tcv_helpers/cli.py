@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from tcv_helpers import doctor as doctor_mod
-from tcv_helpers import runner
+from tcv_helpers.batch import runner
 
 app = typer.Typer(
     help="traffic-cams-cv: run the course's notebooks, check your set-up.",
@@ -113,7 +113,7 @@ def notebooks_check(
     ] = None,
 ) -> None:
     """Check notebooks against the course rules; exit 1 naming each problem."""
-    from tcv_helpers import nbcheck
+    from tcv_helpers.batch import nbcheck
 
     files = paths or sorted(runner.default_notebooks_dir().glob("*.ipynb"))
     bad = 0
@@ -134,7 +134,7 @@ def notebooks_sync(
     ] = None,
 ) -> None:
     """Rewrite Colab badges and set-up cells from pyproject.toml's repository URL and version."""
-    from tcv_helpers import nbcheck
+    from tcv_helpers.batch import nbcheck
 
     files = paths or sorted(runner.default_notebooks_dir().glob("*.ipynb"))
     for file in files:
@@ -154,7 +154,7 @@ def data_synth(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """The embedded synthetic traffic-camera dataset: YOLO layout, data.yaml, COCO json, manifest.csv."""
-    from tcv_helpers.synth import generate_dataset
+    from tcv_helpers.data.synth import generate_dataset
 
     try:
         result = generate_dataset(
@@ -178,7 +178,7 @@ def data_roboflow(
     format: Annotated[str, typer.Option("--format", help="Roboflow export format.")] = "yolov11",
 ) -> None:
     """Download a Roboflow dataset version; the key comes from ROBOFLOW_API_KEY."""
-    from tcv_helpers.registry import DatasetUnavailable, download_roboflow
+    from tcv_helpers.data.registry import DatasetUnavailable, download_roboflow
 
     try:
         path = download_roboflow(source, out, model_format=format)
@@ -197,7 +197,7 @@ def data_check(
     near_duplicates: Annotated[bool, typer.Option(help="Look for near-duplicate frames.")] = True,
 ) -> None:
     """Label and image QA: every problem with its file and line; exit 1 when there are errors."""
-    from tcv_helpers.qa import check_dataset, fix_dataset
+    from tcv_helpers.data.qa import check_dataset, fix_dataset
 
     progress = sys.stderr.isatty()
     try:
@@ -228,7 +228,7 @@ def data_convert(
     copy_images: Annotated[bool, typer.Option(help="Copy the images into the destination.")] = True,
 ) -> None:
     """Convert labels between YOLO, COCO, Pascal VOC, LabelMe and CVAT (the source is never changed)."""
-    from tcv_helpers.formats import convert
+    from tcv_helpers.data.formats import convert
 
     try:
         labels = convert(
@@ -257,7 +257,7 @@ def data_scrape(
     ] = 1.0,
 ) -> None:
     """Polite, resumable snapshot collection from public camera URLs (run it again to resume)."""
-    from tcv_helpers.scrape import scrape
+    from tcv_helpers.data.scrape import scrape
 
     try:
         report = scrape(
@@ -295,7 +295,7 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Size, latency, throughput and mAP50 of a model across formats (PyTorch, ONNX, OpenVINO)."""
-    from tcv_helpers.optimize import VARIANTS, benchmark
+    from tcv_helpers.deploy.optimize import VARIANTS, benchmark
 
     chosen = [v.strip() for v in variants.split(",") if v.strip()] or list(VARIANTS)
     if not model.is_file():
@@ -352,7 +352,7 @@ def serve(
     ] = None,
 ) -> None:
     """The detection service (FastAPI): /healthz, /metrics, /v1/detect; key from TCV_API_KEY."""
-    from tcv_helpers import serve as serve_mod
+    from tcv_helpers.deploy import serve as serve_mod
 
     try:
         detector = serve_mod.service_detector(
@@ -463,8 +463,8 @@ def slurm(
     wait_timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 86400.0,
 ) -> None:
     """Write an sbatch script for a run, a job-array sweep or JupyterLab; --submit submits it."""
-    from tcv_helpers import slurm as slurm_mod
-    from tcv_helpers import sweep as sweep_mod
+    from tcv_helpers.batch import slurm as slurm_mod
+    from tcv_helpers.batch import sweep as sweep_mod
 
     if sum([sweep is not None, jupyter, resubmit_failed is not None]) > 1:
         _fail("give one of --sweep, --jupyter and --resubmit-failed.")
@@ -592,8 +592,8 @@ def sweep_report(
     ] = True,
 ) -> None:
     """Every task's summary.json in one table (sweep.csv, sweep.html with plots); exit 1 on failures."""
-    from tcv_helpers import slurm as slurm_mod
-    from tcv_helpers import sweep as sweep_mod
+    from tcv_helpers.batch import slurm as slurm_mod
+    from tcv_helpers.batch import sweep as sweep_mod
 
     try:
         manifest = sweep_mod.read_manifest(run_dir) if run_dir.is_dir() else None

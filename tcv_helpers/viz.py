@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse, Polygon, Rectangle
 
-from tcv_helpers.data import LabeledFrame
+from tcv_helpers.data.labels import LabeledFrame
 
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
 
@@ -23,7 +23,7 @@ def plot_task_types(frame: LabeledFrame, *, width: float = 15.0) -> Figure:
     """The same frame seen as classification, detection and segmentation, side by side.
 
     Args:
-        frame: A labelled frame (see :func:`tcv_helpers.data.example_frame`).
+        frame: A labelled frame (see :func:`tcv_helpers.data.card.example_frame`).
         width: Figure width in inches.
 
     Returns:
@@ -136,7 +136,7 @@ def plot_dataset_samples(
     """
     from PIL import Image
 
-    from tcv_helpers.data import label_path_for, read_yolo_labels
+    from tcv_helpers.data.labels import label_path_for, read_yolo_labels
 
     if not images:
         raise ValueError("plot_dataset_samples needs at least one image.")

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import supervision as sv
 
-from tcv_helpers import analytics as A
+from tcv_helpers.count import analytics as A
+from tcv_helpers.data.synth import generate_sequence
 from tcv_helpers.project import PROJECT_CLASSES
-from tcv_helpers.synth import generate_sequence
 
 #: (camera index, dataset seed) of the sequences the counts are checked on: several cameras
 #: (2 to 6 lanes, rolled views) and seeds.

@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tcv_helpers.cli import app
-from tcv_helpers.democam import DemoCameras
-from tcv_helpers.qa import plant_defects
+from tcv_helpers.data.democam import DemoCameras
+from tcv_helpers.data.qa import plant_defects
 
 runner = CliRunner()
 

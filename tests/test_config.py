@@ -81,6 +81,6 @@ def test_import_has_no_side_effects(tmp_path):
     import subprocess
     import sys
 
-    code = "import tcv_helpers, tcv_helpers.runner, tcv_helpers.doctor, tcv_helpers.viz, tcv_helpers.cli"
+    code = "import tcv_helpers, tcv_helpers.batch.runner, tcv_helpers.doctor, tcv_helpers.viz, tcv_helpers.cli"
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)
     assert list(Path(tmp_path).iterdir()) == []

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from tcv_helpers.data import example_frame, read_yolo_labels
+from tcv_helpers.data.card import example_frame
+from tcv_helpers.data.labels import read_yolo_labels
 from tcv_helpers.viz import plot_estimates, plot_task_types
 
 

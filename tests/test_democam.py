@@ -4,7 +4,7 @@ import pytest
 import requests
 import yaml
 
-from tcv_helpers.democam import DemoCameras
+from tcv_helpers.data.democam import DemoCameras
 from tcv_helpers.imaging import decode_image, is_blank
 
 

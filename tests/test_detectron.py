@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from tcv_helpers import detectron
-from tcv_helpers.evaluate import evaluate_detections, load_ground_truth
-from tcv_helpers.synth import generate_dataset
+from tcv_helpers.data.synth import generate_dataset
+from tcv_helpers.model import detectron
+from tcv_helpers.model.evaluate import evaluate_detections, load_ground_truth
 
 AVAILABLE, STATUS = detectron.detectron2_status()
 needs_detectron2 = pytest.mark.skipif(not AVAILABLE, reason=STATUS)

@@ -3,7 +3,7 @@
 import re
 import subprocess
 
-from tcv_helpers.nbcheck import repo_info
+from tcv_helpers.batch.nbcheck import repo_info
 from tests.conftest import NOTEBOOKS, ROOT
 
 README = (ROOT / "README.md").read_text()

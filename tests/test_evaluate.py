@@ -14,7 +14,7 @@ import yaml
 from matplotlib.figure import Figure
 from PIL import Image
 
-from tcv_helpers.evaluate import (
+from tcv_helpers.model.evaluate import (
     AREA_RANGES,
     ERROR_KINDS,
     RECALL_THRESHOLDS,

@@ -1,4 +1,4 @@
-"""Tests for tcv_helpers.formats: label formats, conversions and class mapping."""
+"""Tests for tcv_helpers.data.formats: label formats, conversions and class mapping."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tcv_helpers.formats import (
+from tcv_helpers.data.formats import (
     CLASSES_FILE,
     FORMATS,
     MANAUS_TO_PROJECT,
@@ -570,8 +570,8 @@ def test_format_yolo_number(value: float, text: str) -> None:
 
 
 def test_remap_dataset_writes_a_mapped_copy_and_leaves_the_source(tmp_path: Path) -> None:
-    from tcv_helpers.formats import remap_dataset
-    from tcv_helpers.synth import generate_dataset
+    from tcv_helpers.data.formats import remap_dataset
+    from tcv_helpers.data.synth import generate_dataset
 
     src = generate_dataset(tmp_path / "src", images=24, cameras=3, sequences=0, workers=1).root
     before = {p: p.read_bytes() for p in sorted(src.rglob("*")) if p.is_file()}

@@ -14,10 +14,10 @@ import pytest
 import supervision as sv
 
 from tcv_helpers.config import PROFILES
-from tcv_helpers.evaluate import box_iou, evaluate_detections, load_ground_truth
-from tcv_helpers.predict import predict_yolo, validate_yolo
-from tcv_helpers.registry import load_dataset
-from tcv_helpers.train import train
+from tcv_helpers.data.registry import load_dataset
+from tcv_helpers.model.evaluate import box_iou, evaluate_detections, load_ground_truth
+from tcv_helpers.model.predict import predict_yolo, validate_yolo
+from tcv_helpers.model.train import train
 
 SMOKE = PROFILES["smoke"]
 #: The course's bar for the smoke profile (README, issue 4).
@@ -106,7 +106,7 @@ def test_a_blank_frame_has_no_vehicles(trained):
 
 def test_optimized_variants_keep_accuracy(trained, tmp_path):
     """ONNX Runtime and OpenVINO, FP32 and INT8: mAP50 within one point of PyTorch FP32."""
-    from tcv_helpers.optimize import benchmark
+    from tcv_helpers.deploy.optimize import benchmark
 
     result = benchmark(
         trained["result"].best, trained["root"] / "data.yaml", out_dir=tmp_path,

@@ -1,7 +1,7 @@
 import pytest
 from matplotlib.figure import Figure
 
-from tcv_helpers.models import (
+from tcv_helpers.model.catalogue import (
     CATALOGUE,
     Measurement,
     build_model,

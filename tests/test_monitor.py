@@ -8,7 +8,7 @@ import pytest
 import supervision as sv
 from matplotlib.figure import Figure
 
-from tcv_helpers.monitor import (
+from tcv_helpers.monitor.drift import (
     FEATURES,
     MODEL_FEATURES,
     EmbeddingSpace,

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import tomllib
 
-from tcv_helpers.nbcheck import (
+from tcv_helpers.batch.nbcheck import (
     MAX_CODE_LINES,
     check_notebook,
     colab_setup_source,

@@ -11,8 +11,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from tcv_helpers.config import PROFILES, with_overrides
-from tcv_helpers.evaluate import load_ground_truth
-from tcv_helpers.optimize import (
+from tcv_helpers.data.synth import generate_dataset
+from tcv_helpers.deploy.optimize import (
     BENCHMARK_FILE,
     VARIANTS,
     benchmark,
@@ -25,8 +25,8 @@ from tcv_helpers.optimize import (
     quantize_onnx_int8,
     tune,
 )
-from tcv_helpers.synth import generate_dataset
-from tcv_helpers.train import train
+from tcv_helpers.model.evaluate import load_ground_truth
+from tcv_helpers.model.train import train
 
 TINY = with_overrides(PROFILES["smoke"], imgsz=64, epochs=2, batch=8)
 

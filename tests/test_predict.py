@@ -9,10 +9,10 @@ import pytest
 import supervision as sv
 
 from tcv_helpers.config import PROFILES, with_overrides
-from tcv_helpers.evaluate import evaluate_detections, load_ground_truth
-from tcv_helpers.predict import predict_yolo, quiet_ultralytics, validate_yolo
-from tcv_helpers.synth import generate_dataset
-from tcv_helpers.train import train
+from tcv_helpers.data.synth import generate_dataset
+from tcv_helpers.model.evaluate import evaluate_detections, load_ground_truth
+from tcv_helpers.model.predict import predict_yolo, quiet_ultralytics, validate_yolo
+from tcv_helpers.model.train import train
 
 TINY = with_overrides(PROFILES["smoke"], imgsz=64, epochs=3, batch=8)
 

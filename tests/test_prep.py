@@ -1,4 +1,4 @@
-"""Tests of tcv_helpers.prep: leak-free splits, letterbox, augmentation, imbalance, motion."""
+"""Tests of tcv_helpers.data.prep: leak-free splits, letterbox, augmentation, imbalance, motion."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import supervision as sv
 from matplotlib.figure import Figure
 from PIL import Image
 
-from tcv_helpers import prep
+from tcv_helpers.data import prep
+from tcv_helpers.data.synth import generate_sequence, render_frame
 from tcv_helpers.imaging import NEAR_DUPLICATE_DISTANCE, ImageError, perceptual_hash
-from tcv_helpers.synth import generate_sequence, render_frame
 
 CLASSES = ("car", "truck", "bus", "motorcycle")
 
@@ -614,9 +614,9 @@ def test_propose_by_model_maps_classes(tmp_path):
     """An (untrained) YOLO model runs offline; its class names are mapped into the taxonomy."""
     from ultralytics import YOLO
 
-    from tcv_helpers.prep import propose_by_model
+    from tcv_helpers.data.prep import propose_by_model
+    from tcv_helpers.data.synth import render_frame
     from tcv_helpers.project import PROJECT_CLASSES
-    from tcv_helpers.synth import render_frame
 
     frame = tmp_path / "f.jpg"
     render_frame(seed=1).image.save(frame)

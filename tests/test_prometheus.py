@@ -21,9 +21,16 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from tcv_helpers import prometheus as prom_mod
 from tcv_helpers.cli import app as cli_app
-from tcv_helpers.prometheus import (
+from tcv_helpers.deploy.serve import (
+    brightness_reference,
+    create_app,
+    load_detector,
+    load_reference,
+    serve_in_background,
+)
+from tcv_helpers.monitor import prometheus as prom_mod
+from tcv_helpers.monitor.prometheus import (
     PrometheusError,
     PrometheusQueryError,
     PrometheusUnavailable,
@@ -43,13 +50,6 @@ from tcv_helpers.prometheus import (
     run_rule_tests,
     start_prometheus,
     write_config,
-)
-from tcv_helpers.serve import (
-    brightness_reference,
-    create_app,
-    load_detector,
-    load_reference,
-    serve_in_background,
 )
 from tests.conftest import ROOT
 
@@ -154,7 +154,7 @@ def _quantile(q: float, buckets: list[tuple[float, float]]) -> float:
     raise AssertionError("no bucket holds the rank")
 
 
-# ---- the reference profile the service exports (tcv_helpers.serve) ----------------------------
+# ---- the reference profile the service exports (tcv_helpers.deploy.serve) ----------------------------
 
 
 def test_reference_profile_is_exported_beside_the_images_brightness(tiny, tmp_path):

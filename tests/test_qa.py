@@ -1,4 +1,4 @@
-"""Label and image QA (tcv_helpers.qa): one planted defect of every kind, fixing, the real sample."""
+"""Label and image QA (tcv_helpers.data.qa): one planted defect of every kind, fixing, the real sample."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tcv_helpers.imaging import is_near_duplicate, perceptual_hash
-from tcv_helpers.qa import (
+from tcv_helpers.data.qa import (
     ISSUE_KINDS,
     Issue,
     QAReport,
@@ -23,6 +22,7 @@ from tcv_helpers.qa import (
     label_path_for,
     near_duplicate_pairs,
 )
+from tcv_helpers.imaging import is_near_duplicate, perceptual_hash
 
 NAMES = ["car", "truck"]
 CLEAN_LABEL = "0 0.30 0.40 0.20 0.30\n1 0.70 0.60 0.25 0.20\n"

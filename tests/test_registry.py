@@ -10,9 +10,9 @@ import zipfile
 
 import pytest
 
-from tcv_helpers import registry
 from tcv_helpers.config import PROFILES, with_overrides
-from tcv_helpers.registry import (
+from tcv_helpers.data import registry
+from tcv_helpers.data.registry import (
     DatasetUnavailable,
     download,
     download_roboflow,

@@ -16,11 +16,13 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from tcv_helpers.config import PROFILES, with_overrides
-from tcv_helpers.data import read_yolo_labels
-from tcv_helpers.evaluate import load_ground_truth
-from tcv_helpers.predict import predict_yolo
-from tcv_helpers.project import PROJECT_CLASSES
-from tcv_helpers.relabel import (
+from tcv_helpers.data.labels import read_yolo_labels
+from tcv_helpers.data.synth import generate_dataset
+from tcv_helpers.data.widgets import PseudoLabelReviewer
+from tcv_helpers.model.evaluate import load_ground_truth
+from tcv_helpers.model.predict import predict_yolo
+from tcv_helpers.model.train import train
+from tcv_helpers.monitor.relabel import (
     QUEUE_COLUMNS,
     Frame,
     ModelComparison,
@@ -35,9 +37,7 @@ from tcv_helpers.relabel import (
     review_with_truth,
     score_frame,
 )
-from tcv_helpers.synth import generate_dataset
-from tcv_helpers.train import train
-from tcv_helpers.widgets import PseudoLabelReviewer
+from tcv_helpers.project import PROJECT_CLASSES
 
 CAR, TRUCK, BUS = 0, 1, 2
 BOX_A = [10.0, 10.0, 50.0, 40.0]

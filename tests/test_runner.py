@@ -12,8 +12,8 @@ import nbformat
 import pytest
 import yaml
 
-from tcv_helpers import runner
-from tcv_helpers.runner import RunError, parse_parameter, run_notebooks, select_notebooks
+from tcv_helpers.batch import runner
+from tcv_helpers.batch.runner import RunError, parse_parameter, run_notebooks, select_notebooks
 from tests.conftest import NOTEBOOKS, ROOT
 
 FAKE_KEY = "fake-key-9f8e7d6c5b4a"

@@ -21,8 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tcv_helpers.imaging import decode_image
-from tcv_helpers.scrape import (
+from tcv_helpers.data.scrape import (
     DEFAULT_USER_AGENT,
     MANIFEST_COLUMNS,
     MANIFEST_NAME,
@@ -32,6 +31,7 @@ from tcv_helpers.scrape import (
     load_cameras,
     scrape,
 )
+from tcv_helpers.imaging import decode_image
 from tests.conftest import ROOT
 
 EXAMPLE_CAMERAS = ROOT / "tcv_helpers" / "resources" / "cameras_example.yaml"
@@ -362,7 +362,7 @@ def test_unreachable_robots_txt_allows_and_connection_errors_are_rows(tmp_path):
 
 CHILD = """
 import json, sys
-from tcv_helpers.scrape import Camera, scrape
+from tcv_helpers.data.scrape import Camera, scrape
 cameras = [Camera(**c) for c in json.loads(sys.argv[2])]
 scrape(cameras, sys.argv[1], rounds=3, interval=0, per_host_delay=0.02, timeout=8,
        retries=0, concurrency=4, progress=False)

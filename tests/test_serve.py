@@ -24,10 +24,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from tcv_helpers import serve
 from tcv_helpers.cli import app as cli_app
-from tcv_helpers.predict import quiet_ultralytics
-from tcv_helpers.serve import (
+from tcv_helpers.data.synth import generate_dataset
+from tcv_helpers.deploy import serve
+from tcv_helpers.deploy.serve import (
     BadImage,
     DetectionResult,
     create_app,
@@ -40,7 +40,7 @@ from tcv_helpers.serve import (
     post_frames,
     serve_in_background,
 )
-from tcv_helpers.synth import generate_dataset
+from tcv_helpers.model.predict import quiet_ultralytics
 from tests.conftest import ROOT
 
 with warnings.catch_warnings():  # Starlette nudges towards httpx2; the test client still works
@@ -145,7 +145,7 @@ def _assert_rows(
 
 def test_import_needs_neither_torch_nor_ultralytics():
     code = (
-        "import sys, tcv_helpers.serve; "
+        "import sys, tcv_helpers.deploy.serve; "
         "print([m for m in ('torch', 'ultralytics', 'supervision', 'cv2', 'typer') "
         "if m in sys.modules])"
     )
@@ -624,7 +624,7 @@ def test_tcv_serve_help_and_a_missing_model(tmp_path):
     assert missing.exit_code != 0 and "gone.onnx" in missing.output
     assert "Traceback" not in missing.output
     module = subprocess.run(
-        [sys.executable, "-m", "tcv_helpers.serve", "--model", str(tmp_path / "gone.onnx")],
+        [sys.executable, "-m", "tcv_helpers.deploy.serve", "--model", str(tmp_path / "gone.onnx")],
         cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert module.returncode == 2 and "gone.onnx" in module.stderr
@@ -655,7 +655,7 @@ def test_docker_image_runs_the_service_without_torch():
     assert "EXPOSE 8000" in dockerfile and "HEALTHCHECK" in dockerfile
     users = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0")
-    assert '"tcv_helpers.serve"' in dockerfile
+    assert '"tcv_helpers.deploy.serve"' in dockerfile
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert ignored[0].strip() == "*", "the build context is an allow-list"
     assert "!tcv_helpers/" in ignored and "!requirements-serve.txt" in ignored

@@ -16,12 +16,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tcv_helpers import slurm, sweep
+from tcv_helpers.batch import slurm, sweep
+from tcv_helpers.batch.runner import parse_parameter
+from tcv_helpers.batch.slurm import Activation, JobSettings, Resources, SlurmError
 from tcv_helpers.cli import app
 from tcv_helpers.config import PROFILES
-from tcv_helpers.runner import parse_parameter
-from tcv_helpers.slurm import Activation, JobSettings, Resources, SlurmError
-from tcv_helpers.train import training_args
+from tcv_helpers.model.train import training_args
 from tests.conftest import NOTEBOOKS, ROOT
 from tests.slurm_cluster import ClusterUnavailable, start_cluster
 

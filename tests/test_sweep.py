@@ -14,10 +14,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tcv_helpers import sweep
+from tcv_helpers.batch import sweep
+from tcv_helpers.batch.runner import run_notebooks
+from tcv_helpers.batch.sweep import SweepError, load_sweep
 from tcv_helpers.cli import app
-from tcv_helpers.runner import run_notebooks
-from tcv_helpers.sweep import SweepError, load_sweep
 
 cli = CliRunner()
 
@@ -113,7 +113,7 @@ def summary(
     started: str = "2026-01-01T10:00:00+00:00",
     failed: str | None = None,
 ) -> Path:
-    """A run folder with the summary.json ``tcv run`` writes (see tcv_helpers.runner)."""
+    """A run folder with the summary.json ``tcv run`` writes (see tcv_helpers.batch.runner)."""
     folder.mkdir(parents=True)
     notebooks = []
     for name, values in metrics.items():

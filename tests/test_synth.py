@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from tcv_helpers.data import read_yolo_labels
-from tcv_helpers.project import PROJECT_CLASSES
-from tcv_helpers.synth import (
+from tcv_helpers.data.labels import read_yolo_labels
+from tcv_helpers.data.synth import (
     CONDITIONS,
     generate_dataset,
     generate_sequence,
@@ -21,6 +20,7 @@ from tcv_helpers.synth import (
     render_frame,
     split_cameras,
 )  # fmt: skip
+from tcv_helpers.project import PROJECT_CLASSES
 
 
 def test_deterministic_per_seed():

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from tcv_helpers import train as train_mod
 from tcv_helpers.config import PROFILES, with_overrides
-from tcv_helpers.synth import generate_dataset
-from tcv_helpers.train import (
+from tcv_helpers.data.synth import generate_dataset
+from tcv_helpers.model import train as train_mod
+from tcv_helpers.model.train import (
     LiveCurves,
     UntrustedWeights,
     WeightsEntry,
@@ -244,7 +244,7 @@ def test_resume_continues_after_a_kill(tiny_data, tmp_path):
     # mid-run however fast the machine is.
     code = (
         "import pathlib, time\n"
-        "from tcv_helpers.train import train\n"
+        "from tcv_helpers.model.train import train\n"
         "from tcv_helpers.config import PROFILES, with_overrides\n"
         "def on_epoch(epoch, metrics):\n"
         "    if epoch == 3:\n"

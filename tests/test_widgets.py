@@ -13,8 +13,8 @@ import supervision as sv
 import yaml
 from PIL import Image
 
-from tcv_helpers.data import read_yolo_labels
-from tcv_helpers.widgets import (
+from tcv_helpers.data.labels import read_yolo_labels
+from tcv_helpers.data.widgets import (
     AUTO_ACCEPT_RISK,
     DatasetBrowser,
     Proposal,

@@ -566,7 +566,7 @@ def default_notebooks_dir() -> Path:
     here = Path.cwd() / "notebooks"
     if here.is_dir():
         return here
-    repo = Path(__file__).resolve().parent.parent / "notebooks"
+    repo = Path(__file__).resolve().parents[2] / "notebooks"
     if repo.is_dir():
         return repo
     raise RunError(

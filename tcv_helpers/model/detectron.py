@@ -10,7 +10,7 @@ with no pinned checksum) its default *frozen* BatchNorm makes training diverge w
 iterations, so the backbone and the FPN use GroupNorm instead (as in Detectron2's own
 "train from scratch" configs). The dataset is registered from the workspace's COCO json
 (``annotations/instances_<split>.json``); predictions come back as ``sv.Detections`` in
-original-image pixels, like every other backend (:mod:`tcv_helpers.predict`).
+original-image pixels, like every other backend (:mod:`tcv_helpers.model.predict`).
 
 Example::
 
@@ -189,7 +189,7 @@ def faster_rcnn_config(
     cfg.INPUT.MIN_SIZE_TEST = imgsz
     cfg.INPUT.MAX_SIZE_TEST = int(imgsz * 1333 / 800)
     cfg.DATASETS.TRAIN = (train_dataset,) if train_dataset else ()
-    cfg.DATASETS.TEST = ()  # evaluation is the course's own (tcv_helpers.evaluate)
+    cfg.DATASETS.TEST = ()  # evaluation is the course's own (tcv_helpers.model.evaluate)
     cfg.DATALOADER.NUM_WORKERS = 0
     cfg.SOLVER.IMS_PER_BATCH = batch
     cfg.SOLVER.BASE_LR = lr

@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image, ImageDraw, ImageFilter
 
-from tcv_helpers.data import IMAGE_SUFFIXES, label_path_for, read_yolo_labels
+from tcv_helpers.data.labels import IMAGE_SUFFIXES, label_path_for, read_yolo_labels
 from tcv_helpers.imaging import NEAR_DUPLICATE_DISTANCE, perceptual_hash, read_image
 from tcv_helpers.io import atomic_write_text
 from tcv_helpers.project import PROJECT_CLASSES

@@ -274,7 +274,7 @@ def upload_for_labeling(
 
 
 def _synthetic(workspace_data: Path, profile: Profile, seed: int) -> tuple[Path, str]:
-    from tcv_helpers.synth import generate_dataset
+    from tcv_helpers.data.synth import generate_dataset
 
     root = workspace_data / f"synthetic-{profile.name}-{seed}"
     stamp = root / ".complete"

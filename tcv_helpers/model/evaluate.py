@@ -1275,7 +1275,7 @@ def slices_from_manifest(
         ValueError: If a column is missing or an image is not in the manifest (the message names
             both).
     """
-    from tcv_helpers.data import read_manifest
+    from tcv_helpers.data.labels import read_manifest
 
     folder = Path(root)
     file = folder / "manifest.csv"
@@ -1893,7 +1893,7 @@ def load_ground_truth(
     Example:
         >>> paths, gt, names = load_ground_truth(cfg.data_dir / "synth")  # doctest: +SKIP
     """
-    from tcv_helpers.formats import read_labels
+    from tcv_helpers.data.formats import read_labels
 
     labels = read_labels(root, "yolo")
     wanted = _SPLIT_ALIASES.get(split, (split,))

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 from matplotlib.figure import Figure
 
 from tcv_helpers.config import DEVICE_ENV, Profile, parse_device
+from tcv_helpers.data.registry import DatasetUnavailable, download
 from tcv_helpers.env import usable_cores
 from tcv_helpers.io import atomic_write_bytes, atomic_write_text
-from tcv_helpers.predict import quiet_ultralytics
-from tcv_helpers.registry import DatasetUnavailable, download
+from tcv_helpers.model.predict import quiet_ultralytics
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -139,7 +139,7 @@ def resolve_model(
             "loaded: a .pt file is a Python pickle and loading one runs whatever code it "
             "contains. Use weights you trained here (the workspace's models folder), pass "
             "trusted=True for a file you made yourself, or add it with its sha256 to "
-            "tcv_helpers.train.WEIGHTS."
+            "tcv_helpers.model.train.WEIGHTS."
         )
     fallback = f"{path.stem}.yaml"
     entry = WEIGHTS.get(path.name)
@@ -630,7 +630,7 @@ def fine_tune(
     ``out_dir/finetune`` (starting from ``pretrained``) and ``out_dir/scratch`` (random weights,
     same architecture); the fine-tuned best weights are copied to ``out_dir/finetuned.pt``
     (``out_dir/best.pt`` is left alone). Both datasets must share the class list (map the
-    target's classes first: :func:`tcv_helpers.formats.remap_dataset`).
+    target's classes first: :func:`tcv_helpers.data.formats.remap_dataset`).
 
     Args:
         pretrained: The source run (or its ``best.pt``; a ``.pt`` outside ``out_dir`` must be

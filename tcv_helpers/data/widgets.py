@@ -33,7 +33,12 @@ import supervision as sv
 import yaml
 from PIL import Image, ImageDraw
 
-from tcv_helpers.data import IMAGE_SUFFIXES, MANIFEST_COLUMNS, label_path_for, read_yolo_labels
+from tcv_helpers.data.labels import (
+    IMAGE_SUFFIXES,
+    MANIFEST_COLUMNS,
+    label_path_for,
+    read_yolo_labels,
+)
 from tcv_helpers.io import atomic_write_bytes, atomic_write_text
 
 #: Split names as data.yaml keys them; Roboflow's folder and manifest spellings map onto them.

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from tcv_helpers.data.synth import draw_frame, make_camera, random_vehicles
 from tcv_helpers.io import atomic_write_text
-from tcv_helpers.synth import draw_frame, make_camera, random_vehicles
 
 HOST = "127.0.0.1"
 
@@ -141,7 +141,7 @@ class DemoCameras:
                     "id": cid,
                     "url": self.url(cid),
                     "name": f"Demo camera {cid}",
-                    "source": "tcv_helpers.democam (synthetic, on this machine)",
+                    "source": "tcv_helpers.data.democam (synthetic, on this machine)",
                     "license": "CC0",
                     "interval": self.refresh,
                 }

@@ -112,7 +112,7 @@ MAX_WH = 7680
 PAD_VALUE = 114
 #: Backends :func:`load_detector` knows.
 BACKENDS = ("auto", "onnxruntime", "openvino")
-#: File written by :func:`tcv_helpers.optimize.benchmark`; ``backend="auto"`` on its folder
+#: File written by :func:`tcv_helpers.deploy.optimize.benchmark`; ``backend="auto"`` on its folder
 #: serves the fastest variant it recorded.
 BENCHMARK_FILE = "benchmark.json"
 #: Image formats the service decodes (Pillow names); anything else is 415.
@@ -365,7 +365,7 @@ def load_reference(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, A
         if not path.is_file():
             raise FileNotFoundError(
                 f"Reference profile {path} does not exist: write one with "
-                "tcv_helpers.serve.brightness_reference(training_images)."
+                "tcv_helpers.deploy.serve.brightness_reference(training_images)."
             )
         try:
             profile = json.loads(path.read_text(encoding="utf-8"))
@@ -955,7 +955,7 @@ class Detector:
 
 
 def _benchmark_choice(folder: Path) -> Path | None:
-    """The fastest deployable variant recorded by ``tcv_helpers.optimize.benchmark`` in ``folder``."""
+    """The fastest deployable variant recorded by ``tcv_helpers.deploy.optimize.benchmark`` in ``folder``."""
     import json
 
     record = folder / BENCHMARK_FILE
@@ -985,7 +985,7 @@ def _resolve_model(path: Path, backend: str) -> tuple[Path, str, list[Path]]:
     """The model file, the backend to run it with, and the files that make up the weights."""
     if not path.exists():
         raise FileNotFoundError(
-            f"Model {path} does not exist: export one with tcv_helpers.optimize.export_onnx "
+            f"Model {path} does not exist: export one with tcv_helpers.deploy.optimize.export_onnx "
             "(notebook 07) or YOLO(weights).export(format='onnx')."
         )
     if path.is_dir():
@@ -1002,7 +1002,7 @@ def _resolve_model(path: Path, backend: str) -> tuple[Path, str, list[Path]]:
     if path.suffix == ".pt":
         raise ValueError(
             f"{path} is PyTorch weights; the service runs without torch: export to ONNX first "
-            "(tcv_helpers.optimize.export_onnx)."
+            "(tcv_helpers.deploy.optimize.export_onnx)."
         )
     if path.suffix not in (".onnx", ".xml"):
         raise ValueError(
@@ -1033,7 +1033,7 @@ def load_detector(
     Args:
         path: An ``.onnx`` file exported by Ultralytics, an OpenVINO ``.xml`` (or its
             ``*_openvino_model`` folder), or a folder holding the ``benchmark.json`` of
-            :func:`tcv_helpers.optimize.benchmark` (``auto`` then serves its fastest variant).
+            :func:`tcv_helpers.deploy.optimize.benchmark` (``auto`` then serves its fastest variant).
         backend: ``auto`` (OpenVINO for ``.xml``, ONNX Runtime for ``.onnx``), ``onnxruntime``
             or ``openvino`` (which also runs ``.onnx`` files).
         threads: CPU threads per inference (default: every core this process may use).
@@ -1780,7 +1780,7 @@ def serve_in_background(
     """Starts the service on loopback and returns once ``/healthz`` answers.
 
     ``mode="thread"`` runs uvicorn in a thread of this process (a notebook's kernel);
-    ``mode="process"`` runs ``python -m tcv_helpers.serve`` in a child process, as the Docker
+    ``mode="process"`` runs ``python -m tcv_helpers.deploy.serve`` in a child process, as the Docker
     image does, so that a load test in this process does not compete with it for the GIL.
 
     Args:
@@ -1849,7 +1849,7 @@ def serve_in_background(
     if api_key is not None:
         env[API_KEY_ENV] = api_key
     command = [
-        sys.executable, "-m", "tcv_helpers.serve", "--model", str(model), "--host", host,
+        sys.executable, "-m", "tcv_helpers.deploy.serve", "--model", str(model), "--host", host,
         "--port", str(port), "--backend", backend, "--max-queue", str(max_queue),
         "--log-level", log_level,
     ]  # fmt: skip
@@ -2059,9 +2059,9 @@ def load_test(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m tcv_helpers.serve``: the service without Typer or torch (the Docker command)."""
+    """``python -m tcv_helpers.deploy.serve``: the service without Typer or torch (the Docker command)."""
     parser = argparse.ArgumentParser(
-        prog="python -m tcv_helpers.serve",
+        prog="python -m tcv_helpers.deploy.serve",
         description=(
             "Serve a YOLO model exported to ONNX or OpenVINO (COURSE.md §5). The API key is "
             f"read from {API_KEY_ENV}."

@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from tcv_helpers.data import MANIFEST_COLUMNS
+from tcv_helpers.data.labels import MANIFEST_COLUMNS
 from tcv_helpers.io import atomic_write_bytes, atomic_write_text
 from tcv_helpers.project import PROJECT_CLASSES
 
@@ -560,7 +560,7 @@ def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
 
 
 def _yolo_lines(frame: SyntheticFrame) -> str:
-    from tcv_helpers.formats import format_yolo_number as num
+    from tcv_helpers.data.formats import format_yolo_number as num
 
     w, h = frame.image.size
     lines = []
@@ -641,7 +641,7 @@ def generate_dataset(
     """
     from tqdm.auto import tqdm
 
-    from tcv_helpers.formats import read_labels, write_labels
+    from tcv_helpers.data.formats import read_labels, write_labels
 
     if images < 1:
         raise ValueError(f"images must be at least 1, got {images}.")

@@ -51,7 +51,7 @@ import pandas as pd
 import supervision as sv
 from matplotlib.figure import Figure
 
-from tcv_helpers.data import IMAGE_SUFFIXES
+from tcv_helpers.data.labels import IMAGE_SUFFIXES
 from tcv_helpers.project import PROJECT_CLASSES
 
 #: The two directions of a counting line: "in" is traffic crossing towards ``CountingLine.inward``.
@@ -156,7 +156,7 @@ class CountingLine:
 
 @dataclass(frozen=True)
 class SyntheticSequence:
-    """A synthetic sequence written by :func:`tcv_helpers.synth.generate_sequence`.
+    """A synthetic sequence written by :func:`tcv_helpers.data.synth.generate_sequence`.
 
     Attributes:
         folder: The sequence folder.
@@ -307,7 +307,7 @@ def ensure_sequence(
     Raises:
         ValueError: If ``seconds`` or ``fps`` is not positive.
     """
-    from tcv_helpers.synth import generate_sequence, make_camera
+    from tcv_helpers.data.synth import generate_sequence, make_camera
 
     if seconds <= 0 or fps <= 0:
         raise ValueError(f"seconds and fps must be positive, got {seconds}, {fps}.")
@@ -536,7 +536,7 @@ def yolo_detector(
         FileNotFoundError: If the weights do not exist.
         ValueError: If the model knows none of the project's classes.
     """
-    from tcv_helpers.predict import load_yolo, predict_yolo
+    from tcv_helpers.model.predict import load_yolo, predict_yolo
 
     yolo = load_yolo(model)
     names = {int(k): str(v) for k, v in dict(yolo.names).items()}
@@ -570,7 +570,7 @@ def motion_detector(
 ) -> Detector:
     """A detector without a model: background subtraction (MOG2) on a fixed camera.
 
-    It reads the source once ahead (:func:`tcv_helpers.prep.propose_by_motion`: MOG2, an
+    It reads the source once ahead (:func:`tcv_helpers.data.prep.propose_by_motion`: MOG2, an
     opening and a closing, contours of blobs of at least ``min_area`` pixels) and returns the
     blobs of the frame asked for, all as class ``car``. It sees only what moves, merges vehicles
     that touch, and cannot tell a car from a person: the offline fallback for real video, where
@@ -589,7 +589,7 @@ def motion_detector(
         FileNotFoundError: If the source does not exist.
         ValueError: On an empty source or bad settings (see ``propose_by_motion``).
     """
-    from tcv_helpers.prep import propose_by_motion
+    from tcv_helpers.data.prep import propose_by_motion
 
     info = source_info(source)
     mask = None

@@ -37,15 +37,15 @@ from typing import Any
 
 import yaml
 
-from tcv_helpers import runner
-from tcv_helpers import sweep as sweep_mod
+from tcv_helpers.batch import runner
+from tcv_helpers.batch import sweep as sweep_mod
+from tcv_helpers.batch.runner import RunError, parse_parameter
+from tcv_helpers.batch.sweep import Sweep, SweepTask
 from tcv_helpers.config import DEVICE_ENV, PROFILES
 from tcv_helpers.io import atomic_write_text
-from tcv_helpers.runner import RunError, parse_parameter
 from tcv_helpers.secrets import MIN_SECRET_LENGTH, is_secret_name
-from tcv_helpers.sweep import Sweep, SweepTask
 
-PRESETS_DIR = Path(__file__).resolve().parent / "resources" / "slurm"
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "resources" / "slurm"
 DEFAULT_PRESET = "generic"
 SWEEP_SCRIPT = "sweep.sbatch"
 JUPYTER_DIR = "jupyter"
@@ -731,7 +731,7 @@ def write_sweep_job(
     Writing the same sweep again keeps the record of earlier submissions.
 
     Args:
-        sweep: The sweep (:func:`tcv_helpers.sweep.load_sweep`).
+        sweep: The sweep (:func:`tcv_helpers.batch.sweep.load_sweep`).
         settings: Resources, environment, working folder and job name.
         out: The runs folder.
         notebooks: The notebooks folder (default: ``./notebooks`` or the course's).

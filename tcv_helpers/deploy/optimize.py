@@ -36,7 +36,7 @@ from matplotlib.figure import Figure
 
 from tcv_helpers.env import usable_cores
 from tcv_helpers.io import atomic_write_json, atomic_write_text
-from tcv_helpers.predict import quiet_ultralytics
+from tcv_helpers.model.predict import quiet_ultralytics
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -521,8 +521,8 @@ def time_variant(
 
 
 def _map50(model_path: Path, data_yaml: Path, imgsz: int, split: str) -> float:
-    from tcv_helpers.evaluate import evaluate_detections, load_ground_truth
-    from tcv_helpers.predict import validate_yolo
+    from tcv_helpers.model.evaluate import evaluate_detections, load_ground_truth
+    from tcv_helpers.model.predict import validate_yolo
 
     paths, truth, names = load_ground_truth(data_yaml.parent, split)
     if model_path.suffix == ".xml":  # Ultralytics loads OpenVINO from the *_openvino_model folder
@@ -628,7 +628,7 @@ def benchmark(
 
     from tqdm.auto import tqdm
 
-    from tcv_helpers.evaluate import load_ground_truth
+    from tcv_helpers.model.evaluate import load_ground_truth
 
     unknown = set(variants) - set(VARIANTS)
     if unknown:
@@ -827,7 +827,7 @@ def tune(
     import optuna
 
     from tcv_helpers.config import with_overrides
-    from tcv_helpers.train import train
+    from tcv_helpers.model.train import train
 
     space = dict(space or SEARCH_SPACE)
     if not space:
@@ -922,7 +922,7 @@ def pruning_study(
     """
     import pandas as pd
 
-    from tcv_helpers.evaluate import load_ground_truth
+    from tcv_helpers.model.evaluate import load_ground_truth
 
     eval_size = eval_imgsz or _trained_imgsz(Path(weights))
     frames = letterbox_frames(load_ground_truth(Path(data_yaml).parent, "val")[0][:4], imgsz=imgsz)

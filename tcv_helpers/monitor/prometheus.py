@@ -1,6 +1,6 @@
 """Prometheus for the service (notebook 09): its config, a server on loopback, its query API.
 
-The service (:mod:`tcv_helpers.serve`) exports its metrics on ``/metrics``; this module runs a
+The service (:mod:`tcv_helpers.deploy.serve`) exports its metrics on ``/metrics``; this module runs a
 real Prometheus next to it, the way it runs in production, only smaller: one scrape job
 ``tcv`` every second, the course's alert and recording rules, a throw-away data folder, a
 free loopback port. What Prometheus stored is read back through its HTTP API as plain Python
@@ -64,10 +64,10 @@ INSTALL_HINT = (
 JOB = "tcv"
 #: Scrape (and rule evaluation) interval of the loopback set-up: a notebook sees data at once.
 SCRAPE_INTERVAL = "1s"
-#: Environment variable holding the service's API key (as in :mod:`tcv_helpers.serve`).
+#: Environment variable holding the service's API key (as in :mod:`tcv_helpers.deploy.serve`).
 API_KEY_ENV = "TCV_API_KEY"
 #: Where the package keeps the rules and the dashboard.
-MONITORING_DIR = Path(__file__).resolve().parent / "resources" / "monitoring"
+MONITORING_DIR = Path(__file__).resolve().parent.parent / "resources" / "monitoring"
 
 _DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
 
@@ -339,7 +339,7 @@ def write_config(
         "scrape_configs": [scrape],
     }
     header = (
-        "# Written by tcv_helpers.prometheus.write_config: Prometheus scraping the detection\n"
+        "# Written by tcv_helpers.monitor.prometheus.write_config: Prometheus scraping the detection\n"
         "# service (tcv serve). Run: prometheus --config.file=<this file>\n"
     )
     return atomic_write_text(path, header + yaml.safe_dump(config, sort_keys=False))

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
-from tcv_helpers.data import IMAGE_SUFFIXES, label_path_for
+from tcv_helpers.data.labels import IMAGE_SUFFIXES, label_path_for
 from tcv_helpers.imaging import (
     NEAR_DUPLICATE_DISTANCE,
     SUFFIX_TYPES,
@@ -1059,7 +1059,7 @@ def fix_dataset(
         data_yaml[key] = entries_out[0] if len(entries_out) == 1 else entries_out
         for folder in relative_folders:
             (target / folder).mkdir(parents=True, exist_ok=True)
-    header = f"# Cleaned copy of {source} written by tcv_helpers.qa.fix_dataset.\n"
+    header = f"# Cleaned copy of {source} written by tcv_helpers.data.qa.fix_dataset.\n"
     atomic_write_text(
         target / "data.yaml",
         header + yaml.safe_dump(data_yaml, sort_keys=False, allow_unicode=True),

@@ -1,7 +1,7 @@
 """Parameter sweeps: their definition (a YAML file) and their report (``tcv sweep report``).
 
 A sweep runs the same ``tcv run`` once per parameter set; on Slurm it is one job array
-(:mod:`tcv_helpers.slurm`), each task writing its own ``runs/<sweep>/task-NNN/``. The sweep
+(:mod:`tcv_helpers.batch.slurm`), each task writing its own ``runs/<sweep>/task-NNN/``. The sweep
 file lists the parameter sets as a grid (every combination) or as a list::
 
     name: min-map50          # the folder under runs/ (default: the file's name)
@@ -509,7 +509,7 @@ def collect(run_dir: str | os.PathLike, *, queue: Mapping[int, str] | None = Non
     Args:
         run_dir: ``runs/<sweep>/`` (or any folder of ``tcv run`` results).
         queue: Array index -> Slurm state for the sweep's tasks still in the queue (from
-            :func:`tcv_helpers.slurm.queued_tasks`); such tasks are ``pending`` or ``running``
+            :func:`tcv_helpers.batch.slurm.queued_tasks`); such tasks are ``pending`` or ``running``
             whatever earlier runs say. None when the queue cannot be asked: a run that says
             ``running`` is then taken at its word.
 

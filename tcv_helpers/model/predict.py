@@ -1,8 +1,8 @@
 """Predictions as ``sv.Detections``: one detection type for every backend and stage.
 
-A YOLO model (Ultralytics), a Detectron2 model (:mod:`tcv_helpers.detectron`) and, later, the
+A YOLO model (Ultralytics), a Detectron2 model (:mod:`tcv_helpers.model.detectron`) and, later, the
 ONNX service all hand back one ``sv.Detections`` per image (``xyxy`` pixels of the original
-image, ``confidence``, ``class_id``), so :mod:`tcv_helpers.evaluate` scores them all the same way.
+image, ``confidence``, ``class_id``), so :mod:`tcv_helpers.model.evaluate` scores them all the same way.
 
 Example::
 
@@ -194,14 +194,14 @@ def validate_yolo(
     """Ultralytics' own validation of a model, with the predictions it scored.
 
     The predictions let the course's evaluation (pycocotools) score exactly the boxes that
-    Ultralytics scored, so the two numbers can be compared (:mod:`tcv_helpers.evaluate`).
+    Ultralytics scored, so the two numbers can be compared (:mod:`tcv_helpers.model.evaluate`).
 
     Args:
         model: ``.pt`` weights or an ``ultralytics.YOLO`` object.
         data_yaml: The dataset's ``data.yaml``.
         imgsz: Validation size in pixels.
         image_paths: The split's images, in the order the predictions should follow (as
-            :func:`tcv_helpers.evaluate.load_ground_truth` returns them); images are matched by
+            :func:`tcv_helpers.model.evaluate.load_ground_truth` returns them); images are matched by
             path.
         split: ``val`` or ``test``.
         batch: Validation batch size.

@@ -60,7 +60,7 @@ from supervision.dataset.formats.pascal_voc import (
     object_to_pascal_voc,
 )
 
-from tcv_helpers.data import IMAGE_SUFFIXES, read_yolo_labels
+from tcv_helpers.data.labels import IMAGE_SUFFIXES, read_yolo_labels
 from tcv_helpers.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tcv_helpers.project import PROJECT_CLASSES
 
@@ -900,7 +900,7 @@ def _write_yolo(labelset: LabelSet, root: Path, copy_images: bool) -> None:
     }
     data["names"] = dict(enumerate(labelset.classes))
     header = (
-        "# Ultralytics dataset file written by tcv_helpers.formats. No `path:` key: split folders\n"
+        "# Ultralytics dataset file written by tcv_helpers.data.formats. No `path:` key: split folders\n"
         "# are relative to this file's folder.\n"
     )
     atomic_write_text(root / "data.yaml", header + yaml.safe_dump(data, sort_keys=False))
@@ -1040,7 +1040,7 @@ def _write_coco(labelset: LabelSet, root: Path, copy_images: bool) -> None:
                 ann["area"] = float(ann["area"])
             coco_annotations.extend(made)
         document = {
-            "info": {"description": f"{split} split, written by tcv_helpers.formats"},
+            "info": {"description": f"{split} split, written by tcv_helpers.data.formats"},
             "licenses": [],
             "categories": classes_to_coco_categories(classes=list(labelset.classes)),
             "images": coco_images,

@@ -267,7 +267,7 @@ def synthetic_window(
     Returns:
         BGR uint8 frames.
     """
-    from tcv_helpers.synth import draw_frame, make_camera, random_vehicles
+    from tcv_helpers.data.synth import draw_frame, make_camera, random_vehicles
 
     camera = make_camera(camera_index, seed=0)
     if moved:
@@ -349,7 +349,7 @@ def embed_frames(
     Raises:
         FileNotFoundError: If the weights or a frame does not exist.
     """
-    from tcv_helpers.predict import load_yolo, quiet_ultralytics
+    from tcv_helpers.model.predict import load_yolo, quiet_ultralytics
 
     yolo = load_yolo(model)
     out: list[np.ndarray] = []
@@ -446,7 +446,7 @@ def profile_with_model(
     Returns:
         The profile, and the embedding space (the one given, or the one fitted).
     """
-    from tcv_helpers.predict import load_yolo, predict_yolo
+    from tcv_helpers.model.predict import load_yolo, predict_yolo
 
     images = [_read(f) for f in frames]
     yolo = load_yolo(model)

@@ -4,7 +4,7 @@ Transport departments publish traffic-camera stills as JPEG files that refresh e
 or minutes (wildfire cameras do the same). :func:`scrape` fetches a list of such URLs a number of
 times and keeps only the responses that are real, new frames::
 
-    from tcv_helpers.scrape import load_cameras, scrape
+    from tcv_helpers.data.scrape import load_cameras, scrape
 
     report = scrape(load_cameras("cameras.yaml"), "workspace/scraped", rounds=3, interval=60)
     print(report.summary())
@@ -75,7 +75,7 @@ import yaml
 from requests.adapters import HTTPAdapter
 from tqdm.auto import tqdm
 
-from tcv_helpers.data import MANIFEST_COLUMNS as BASE_MANIFEST_COLUMNS
+from tcv_helpers.data.labels import MANIFEST_COLUMNS as BASE_MANIFEST_COLUMNS
 from tcv_helpers.imaging import (
     SUFFIX_TYPES,
     ImageError,

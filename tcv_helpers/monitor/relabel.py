@@ -11,7 +11,7 @@ that fixes it has four steps, one function each:
    ``proposals/`` (the boxes as JSON) and ``manifest.csv`` (one row per frame, with its reasons,
    score and review status).
 2. :class:`RelabelQueue` opens the queue: :meth:`~RelabelQueue.proposals` feeds notebook 03's
-   :class:`~tcv_helpers.widgets.PseudoLabelReviewer`, and :meth:`~RelabelQueue.apply_review`
+   :class:`~tcv_helpers.data.widgets.PseudoLabelReviewer`, and :meth:`~RelabelQueue.apply_review`
    turns its decisions into a YOLO folder of reviewed frames and marks the manifest.
 3. :func:`retrain_with_queue` fine-tunes the current weights on the original training set plus
    the reviewed frames (a new list-file ``data.yaml``; the original dataset is never edited).
@@ -61,7 +61,12 @@ import numpy as np
 import supervision as sv
 from matplotlib.figure import Figure
 
-from tcv_helpers.data import IMAGE_SUFFIXES, MANIFEST_COLUMNS, label_path_for, read_yolo_labels
+from tcv_helpers.data.labels import (
+    IMAGE_SUFFIXES,
+    MANIFEST_COLUMNS,
+    label_path_for,
+    read_yolo_labels,
+)
 from tcv_helpers.io import atomic_write_bytes, atomic_write_text
 from tcv_helpers.project import PROJECT_CLASSES
 
@@ -69,8 +74,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from tcv_helpers.config import Profile
-    from tcv_helpers.train import TrainResult
-    from tcv_helpers.widgets import Proposal, PseudoLabelReviewer
+    from tcv_helpers.data.widgets import Proposal, PseudoLabelReviewer
+    from tcv_helpers.model.train import TrainResult
 
 #: Why a frame is queued: uncertain boxes; no confident box where the reference has one; the
 #: deployed model and the reference disagree.
@@ -675,7 +680,7 @@ class RelabelQueue:
             ``Proposal(image, detections)`` per frame, for
             ``PseudoLabelReviewer(queue.proposals(), PROJECT_CLASSES)``.
         """
-        from tcv_helpers.widgets import Proposal
+        from tcv_helpers.data.widgets import Proposal
 
         records = sorted(self.records(status=status), key=lambda r: (-r.score, r.line))
         return [Proposal(image=self.root / r.image, detections=self.detections(r)) for r in records]
@@ -708,7 +713,7 @@ class RelabelQueue:
         written atomically; the queue's images are only read.
 
         Args:
-            review: A :class:`~tcv_helpers.widgets.PseudoLabelReviewer` built from
+            review: A :class:`~tcv_helpers.data.widgets.PseudoLabelReviewer` built from
                 :meth:`proposals` (its accepted frames keep their kept boxes with the class
                 changes), or a mapping from frame id to the labels of an accepted frame, or
                 None for a rejected one.
@@ -810,7 +815,7 @@ class RelabelQueue:
 
 def _label_lines(labels: sv.Detections, size: tuple[int, int]) -> list[str]:
     """YOLO lines of boxes clipped to the image; boxes left without area are dropped."""
-    from tcv_helpers.formats import LabeledImage, make_detections, yolo_lines
+    from tcv_helpers.data.formats import LabeledImage, make_detections, yolo_lines
 
     width, height = size
     if not len(labels):
@@ -1078,7 +1083,7 @@ def review_with_truth(
     """Reviews the pending frames of a queue with the true boxes, as a careful person would.
 
     **The synthetic ground truth stands in for the reviewer**: nobody sits at the widget in CI.
-    For each pending frame a :class:`~tcv_helpers.widgets.PseudoLabelReviewer` is driven
+    For each pending frame a :class:`~tcv_helpers.data.widgets.PseudoLabelReviewer` is driven
     through its ordinary methods: a proposed box that overlaps a true box (IoU at least ``iou``,
     each true box used once, highest overlap first) is kept and given the true class; the other
     proposals are dropped; every frame is accepted. True boxes no proposal found are returned
@@ -1098,7 +1103,7 @@ def review_with_truth(
     Raises:
         KeyError: If a pending frame has no entry in ``truth``.
     """
-    from tcv_helpers.widgets import PseudoLabelReviewer
+    from tcv_helpers.data.widgets import PseudoLabelReviewer
 
     if not 0 < iou <= 1:
         raise ValueError(f"iou must be in (0, 1], got {iou!r}.")
@@ -1198,7 +1203,7 @@ def _link(source: Path, target: Path) -> None:
 
 def _write_list(images: Sequence[Path], target: Path) -> Path:
     """An Ultralytics image list: absolute paths, links not resolved (unlike
-    :func:`tcv_helpers.prep.write_image_list`, which would point back into the base dataset)."""
+    :func:`tcv_helpers.data.prep.write_image_list`, which would point back into the base dataset)."""
     return atomic_write_text(target, "".join(f"{p.absolute().as_posix()}\n" for p in images))
 
 
@@ -1336,13 +1341,13 @@ def retrain_with_queue(
     """Fine-tunes the current weights on the base training set plus the reviewed frames.
 
     The merged dataset (:func:`merged_data_yaml`) goes to ``out_dir/<name>-data/``; training is
-    :func:`tcv_helpers.train.train` with the profile's settings, :data:`FINE_TUNE_ARGS`, a
+    :func:`tcv_helpers.model.train.train` with the profile's settings, :data:`FINE_TUNE_ARGS`, a
     learning rate of :data:`FINE_TUNE_LR_SCALE` times the profile's, and ``overrides`` on top, from ``weights``, into ``out_dir/<name>/``; the best weights are copied
     to ``out_dir/<publish_as>`` (``out_dir/best.pt`` is left alone).
 
     Args:
         weights: The deployed model's ``.pt`` (inside ``out_dir``, or one
-            :func:`tcv_helpers.train.resolve_model` trusts).
+            :func:`tcv_helpers.model.train.resolve_model` trusts).
         base_data_yaml: The dataset the model was trained on.
         reviewed_dir: The reviewed frames (:meth:`RelabelQueue.apply_review`).
         out_dir: The workspace's models folder.
@@ -1365,7 +1370,7 @@ def retrain_with_queue(
         FileNotFoundError: If ``weights`` or a dataset file is missing.
         ValueError: See :func:`merged_data_yaml`.
     """
-    from tcv_helpers.train import train
+    from tcv_helpers.model.train import train
 
     start = Path(weights)
     if not start.is_file():
@@ -1466,7 +1471,7 @@ class ModelComparison:
 def _eval_set(
     name: str, spec: Any, split: str
 ) -> tuple[list[Path], list[sv.Detections], list[str] | None]:
-    from tcv_helpers.evaluate import load_ground_truth
+    from tcv_helpers.model.evaluate import load_ground_truth
 
     if isinstance(spec, str | os.PathLike):
         paths, truth, names = load_ground_truth(spec, split)
@@ -1495,8 +1500,8 @@ def compare_models(
 ) -> ModelComparison:
     """Scores the model before and after retraining on each evaluation set.
 
-    Each model predicts every set's images (:func:`tcv_helpers.predict.predict_yolo`) and is
-    scored by :func:`tcv_helpers.evaluate.evaluate_detections` (COCO mAP via pycocotools).
+    Each model predicts every set's images (:func:`tcv_helpers.model.predict.predict_yolo`) and is
+    scored by :func:`tcv_helpers.model.evaluate.evaluate_detections` (COCO mAP via pycocotools).
 
     Args:
         before: Weights (or a YOLO object) before the loop.
@@ -1516,8 +1521,8 @@ def compare_models(
     Raises:
         ValueError: If there is no evaluation set, names repeat, or a set has no true box.
     """
-    from tcv_helpers.evaluate import evaluate_detections
-    from tcv_helpers.predict import load_yolo, predict_yolo
+    from tcv_helpers.model.evaluate import evaluate_detections
+    from tcv_helpers.model.predict import load_yolo, predict_yolo
 
     if not eval_sets:
         raise ValueError("compare_models needs at least one evaluation set.")
@@ -1587,7 +1592,7 @@ class ConditionSet:
 
     def truth(self, split: str = "production") -> dict[str, sv.Detections]:
         """True boxes by frame id."""
-        from tcv_helpers.evaluate import load_ground_truth
+        from tcv_helpers.model.evaluate import load_ground_truth
 
         paths, truth, _ = load_ground_truth(self.root, split)
         return {Path(p).stem: t for p, t in zip(paths, truth, strict=True)}
@@ -1639,8 +1644,8 @@ def condition_set(
     """
     import yaml
 
-    from tcv_helpers.formats import LabeledImage, make_detections, yolo_lines
-    from tcv_helpers.synth import CONDITIONS, START, draw_frame, make_camera, random_vehicles
+    from tcv_helpers.data.formats import LabeledImage, make_detections, yolo_lines
+    from tcv_helpers.data.synth import CONDITIONS, START, draw_frame, make_camera, random_vehicles
 
     if condition not in CONDITIONS:
         raise ValueError(f"condition must be one of {', '.join(CONDITIONS)}, got {condition!r}.")
@@ -1700,7 +1705,7 @@ def condition_set(
         "names": dict(enumerate(PROJECT_CLASSES)),
     }
     header = (
-        f"# Synthetic {condition} frames (tcv_helpers.relabel.condition_set). val: held out;\n"
+        f"# Synthetic {condition} frames (tcv_helpers.monitor.relabel.condition_set). val: held out;\n"
         "# train: the production frames, whose labels only simulate the reviewer.\n"
     )
     data_yaml = atomic_write_text(
