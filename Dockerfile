@@ -5,7 +5,9 @@
 #
 # The model is mounted, not baked in: /models/model.onnx by default, or give the arguments,
 # e.g. `docker run ... tcv-serve --model /models/best.onnx --host 0.0.0.0 --max-concurrency 4`.
-# The API key comes from the environment (TCV_API_KEY), never from the image or a flag.
+# The entry point is `tcv serve` without Typer: the same function and the same options
+# (tcv_helpers/deploy/server.py, serve_command). The API key comes from the environment
+# (TCV_API_KEY), never from the image or a flag.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -26,5 +28,5 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
 
-ENTRYPOINT ["python", "-m", "tcv_helpers.deploy.serve"]
+ENTRYPOINT ["python", "-m", "tcv_helpers.deploy.server"]
 CMD ["--model", "/models/model.onnx", "--host", "0.0.0.0", "--port", "8000"]

@@ -188,7 +188,8 @@ def main() -> None:
         naive_server(str(args.model_pt), args.port, args.imgsz)
         return
 
-    from tcv_helpers.deploy.serve import load_test, serve_in_background
+    from tcv_helpers.deploy.loadtest import load_test
+    from tcv_helpers.deploy.server import serve_in_background
     from tcv_helpers.model.predict import quiet_ultralytics
 
     # Ultralytics letterboxes a 1280 x 720 frame for the .pt to 640 x 384 (the smallest multiple

@@ -40,7 +40,7 @@ def main() -> None:
             from tcv_helpers.model.train import train
 
             smoke = PROFILES["smoke"]
-            root, _ = load_dataset("synthetic", data_dir=Path(tmp) / "data", profile=smoke)
+            root = load_dataset("synthetic", data_dir=Path(tmp) / "data", profile=smoke).path
             data = root / "data.yaml"
             weights = train(data, profile=smoke, out_dir=Path(tmp) / "models").best
         result = benchmark(

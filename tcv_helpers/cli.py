@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -28,6 +27,11 @@ app.add_typer(data_app, name="data")
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"tcv: {message}", err=True)
     raise typer.Exit(code)
+
+
+def _note(line: str) -> None:
+    """A progress line: on standard error, so that standard output stays for results."""
+    typer.echo(line, err=True)
 
 
 @app.command()
@@ -79,26 +83,12 @@ def run(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Execute the notebooks in order with papermill into runs/<run-id>/."""
-    if resume and (profile or only or param or params):
-        _fail("--resume reuses the run's own profile and parameters; give no other options.")
     try:
-        settings = runner.load_params_file(params) if params else {}
-        parameters = dict(settings.get("parameters") or {})
-        for item in param or []:
-            key, value = runner.parse_parameter(item)
-            parameters[key] = value
-        folder = notebooks or (Path("notebooks") if resume else runner.default_notebooks_dir())
-        result = runner.run_notebooks(
-            folder,
-            out=out,
-            profile=profile or settings.get("profile") or "auto",
-            only=only or settings.get("only"),
-            parameters=parameters,
-            resume=resume,
-            progress=progress and sys.stderr.isatty(),
-            cell_timeout=cell_timeout,
-            on_event=lambda line: typer.echo(line, err=True),
-        )
+        result = runner.run_command(
+            profile=profile, only=only, parameters=param or (), params_file=params, out=out,
+            resume=resume, notebooks=notebooks, cell_timeout=cell_timeout,
+            progress=progress and sys.stderr.isatty(), on_event=_note,
+        )  # fmt: skip
     except (runner.RunError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(runner.main_message(result))
@@ -115,14 +105,15 @@ def notebooks_check(
     """Check notebooks against the course rules; exit 1 naming each problem."""
     from tcv_helpers.batch import nbcheck
 
-    files = paths or sorted(runner.default_notebooks_dir().glob("*.ipynb"))
-    bad = 0
-    for file in files:
-        problems = nbcheck.check_notebook(file)
+    try:
+        found = nbcheck.check_notebooks(paths)
+    except runner.RunError as exc:
+        _fail(str(exc))
+    for file, problems in found.items():
         for problem in problems:
             typer.echo(f"{file}: {problem}")
-        bad += bool(problems)
-    typer.echo(f"{len(files) - bad} of {len(files)} notebooks follow the rules.")
+    bad = sum(bool(problems) for problems in found.values())
+    typer.echo(f"{len(found) - bad} of {len(found)} notebooks follow the rules.")
     if bad:
         raise typer.Exit(1)
 
@@ -136,10 +127,12 @@ def notebooks_sync(
     """Rewrite Colab badges and set-up cells from pyproject.toml's repository URL and version."""
     from tcv_helpers.batch import nbcheck
 
-    files = paths or sorted(runner.default_notebooks_dir().glob("*.ipynb"))
-    for file in files:
-        if nbcheck.sync_notebook(file):
-            typer.echo(f"updated {file}")
+    try:
+        changed = nbcheck.sync_notebooks(paths)
+    except runner.RunError as exc:
+        _fail(str(exc))
+    for file in changed:
+        typer.echo(f"updated {file}")
 
 
 @data_app.command("synth")
@@ -350,28 +343,18 @@ def serve(
             "(default: reference.json beside the model, if any)."
         ),
     ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
 ) -> None:
     """The detection service (FastAPI): /healthz, /metrics, /v1/detect; key from TCV_API_KEY."""
-    from tcv_helpers.deploy import serve as serve_mod
+    from tcv_helpers.deploy.server import serve_command
 
     try:
-        detector = serve_mod.service_detector(
-            model, backend=backend, threads=threads, max_concurrency=max_concurrency
-        )
-        profile = serve_mod.load_reference(reference) if reference else None
+        serve_command(
+            model, host=host, port=port, backend=backend, max_concurrency=max_concurrency,
+            max_queue=max_queue, threads=threads, reference=reference, log_level=log_level,
+        )  # fmt: skip
     except (FileNotFoundError, ValueError, ImportError) as exc:
         _fail(str(exc))
-    key = "set" if os.environ.get(serve_mod.API_KEY_ENV) else "not set: open to all"
-    typer.echo(
-        f"Serving {detector.path} ({detector.backend}, version {detector.version}) on "
-        f"http://{host}:{port}; API key {key}.",
-        err=True,
-    )
-    queue = serve_mod.DEFAULT_MAX_QUEUE if max_queue is None else max_queue
-    serve_mod.run_server(
-        detector, host=host, port=port, max_concurrency=max_concurrency, max_queue=queue,
-        reference=profile,
-    )  # fmt: skip
 
 
 @app.command()
@@ -464,117 +447,26 @@ def slurm(
 ) -> None:
     """Write an sbatch script for a run, a job-array sweep or JupyterLab; --submit submits it."""
     from tcv_helpers.batch import slurm as slurm_mod
-    from tcv_helpers.batch import sweep as sweep_mod
+    from tcv_helpers.batch.slurm_site import SlurmError
+    from tcv_helpers.batch.sweep import SweepError
 
-    if sum([sweep is not None, jupyter, resubmit_failed is not None]) > 1:
-        _fail("give one of --sweep, --jupyter and --resubmit-failed.")
-    if wait and not submit:
-        _fail("--wait waits for a submitted job: add --submit.")
-    overrides = {
-        "partition": partition, "account": account, "qos": qos, "gpus": gpus,
-        "gpu_type": gpu_type, "cpus": cpus, "mem": mem, "time": time,
-    }  # fmt: skip
-    say = lambda line: typer.echo(line, err=True)  # noqa: E731
     try:
-        if resubmit_failed is not None:
-            if preset or profile or only or param or job_name or max_parallel or script or port:
-                _fail(
-                    "--resubmit-failed reuses the sweep's settings and its sweep file; only "
-                    "resources (--time, --mem, ...) and the environment can change."
-                )
-            folder = resubmit_failed.resolve()
-            again = slurm_mod.prepare_resubmission(
-                folder, resources=overrides, modules=module, conda=conda, venv=venv,
-                require_env=require_env,
-            )  # fmt: skip
-            if not again.tasks:
-                say(f"Nothing to resubmit in {folder}: no task failed (see tcv sweep report).")
-                return
-            for task in again.tasks:
-                say(task.describe())
-            job, array = again.job, again.array
-            say(f"Wrote {job.path} again; tasks to resubmit: --array={array}")
-        else:
-            site = slurm_mod.load_preset(preset or slurm_mod.DEFAULT_PRESET)
-            resources = site.resources.with_overrides(**overrides)
-            activation = slurm_mod.resolve_activation(
-                site.activation, modules=module, conda=conda, venv=venv
-            )
-            say(f"Preset {site.name}: {site.description}")
-            if sweep is not None:
-                if param:
-                    _fail("a sweep's parameters go into its file (under parameters: or grid:).")
-                plan = sweep_mod.load_sweep(sweep)
-                plan = sweep_mod.Sweep(
-                    plan.name, profile or plan.profile, only or plan.only, plan.tasks, plan.source
-                )
-                default_name = f"tcv-{plan.name}"
-            else:
-                default_name = "tcv-jupyter" if jupyter else f"tcv-{profile or 'run'}"
-            settings = slurm_mod.JobSettings(
-                resources=resources, activation=activation, workdir=Path.cwd().resolve(),
-                job_name=job_name or default_name, require_env=tuple(require_env or ()),
-                preset=site.name,
-            )  # fmt: skip
-            array = None
-            if sweep is not None:
-                job = slurm_mod.write_sweep_job(
-                    plan, settings, out=out, notebooks=notebooks, max_parallel=max_parallel
-                )
-                say(f"Wrote {job.path}: a job array of {len(job.tasks)} tasks into {job.out}/")
-                for task in job.tasks:
-                    values = ", ".join(f"{k}={v}" for k, v in task.parameters.items())
-                    say(f"  task {task.index} ({task.name}): {values or 'defaults'}")
-            elif jupyter:
-                lab = slurm_mod.write_jupyter_job(settings, out=out, port=port, script=script)
-                job = lab.job
-                say(f"Wrote {job.path}: JupyterLab on 127.0.0.1:{lab.port} of the node, token on.")
-                say(
-                    "Once it runs, open the tunnel from your computer (the node: squeue -j JOBID -h -o %N):"
-                )
-                typer.echo(f"  {lab.tunnel()}")
-                say(
-                    f"The job's log ({job.log}) prints the exact command and the link with its token."
-                )
-            else:
-                parameters = dict(runner.parse_parameter(p) for p in param or [])
-                job = slurm_mod.write_run_job(
-                    settings, out=out, profile=profile, only=only, parameters=parameters,
-                    notebooks=notebooks, script=script,
-                )  # fmt: skip
-                say(f"Wrote {job.path}: one tcv run into {job.out}/")
-            say(
-                f"Resources: {slurm_mod.describe_resources(settings.resources)}; "
-                f"environment: {settings.activation.describe()}"
-            )
-        if test_only:
-            say(slurm_mod.sbatch_test_only(job.path))
-        if not submit:
-            hint = f"sbatch --array={array} {job.path}" if array else f"sbatch {job.path}"
-            say(f"Submit with: {hint}")
-            if not jupyter:
-                typer.echo(str(job.path))
-            return
-        job_id = slurm_mod.submit(job.path, array=array)
-        if job.kind == "sweep":
-            slurm_mod.record_submission(job.out, job_id, array or job.array or "")
-        say(f"Submitted job {job_id}; log: {job.log}")
-        typer.echo(job_id)
-        if wait:
-            slurm_mod.wait_for_jobs([job_id], timeout=wait_timeout)
-            say(f"Job {job_id} has left the queue.")
-            if job.kind == "sweep":
-                ids = [str(s["job_id"]) for s in sweep_mod.read_manifest(job.out)["submissions"]]
-                result = sweep_mod.collect(job.out, queue=slurm_mod.queued_tasks(ids))
-                for task in result.tasks:
-                    say(task.describe())
-                if result.unfinished:
-                    say(
-                        f"Resubmit the failed tasks with: tcv slurm --resubmit-failed {job.out} --submit"
-                    )
-                    raise typer.Exit(1)
-    except (slurm_mod.SlurmError, sweep_mod.SweepError, runner.RunError, TimeoutError) as exc:
+        result = slurm_mod.write_and_submit(
+            sweep=sweep, jupyter=jupyter, resubmit_failed=resubmit_failed, preset=preset,
+            profile=profile, only=only, parameters=param or (), out=out, notebooks=notebooks,
+            resources={
+                "partition": partition, "account": account, "qos": qos, "gpus": gpus,
+                "gpu_type": gpu_type, "cpus": cpus, "mem": mem, "time": time,
+            },
+            modules=module, conda=conda, venv=venv, require_env=require_env, job_name=job_name,
+            max_parallel=max_parallel, port=port, script=script, submit=submit,
+            test_only=test_only, wait=wait, wait_timeout=wait_timeout,
+            on_event=_note, on_output=typer.echo,
+        )  # fmt: skip
+    except (SlurmError, SweepError, runner.RunError, TimeoutError) as exc:
         _fail(str(exc))
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 sweep_app = typer.Typer(help="Parameter sweeps: gather their results.", no_args_is_help=True)
@@ -592,23 +484,19 @@ def sweep_report(
     ] = True,
 ) -> None:
     """Every task's summary.json in one table (sweep.csv, sweep.html with plots); exit 1 on failures."""
-    from tcv_helpers.batch import slurm as slurm_mod
     from tcv_helpers.batch import sweep as sweep_mod
 
     try:
-        manifest = sweep_mod.read_manifest(run_dir) if run_dir.is_dir() else None
-        ids = [str(s["job_id"]) for s in (manifest or {}).get("submissions", [])]
-        states = slurm_mod.queued_tasks(ids) if queue and ids else None
-        result = sweep_mod.collect(run_dir, queue=states)
-        csv_path, html_path = sweep_mod.write_report(result, out)
+        report = sweep_mod.sweep_report(run_dir, out=out, queue=queue)
     except sweep_mod.SweepError as exc:
         _fail(str(exc))
+    result = report.result
     typer.echo(sweep_mod.format_table(result))
     counts = ", ".join(f"{n} {s}" for s, n in result.counts().items())
-    typer.echo(f"{len(result.tasks)} tasks: {counts}. Wrote {csv_path} and {html_path}")
+    typer.echo(f"{len(result.tasks)} tasks: {counts}. Wrote {report.csv} and {report.html}")
     for task in result.unfinished:
         typer.echo(task.describe())
     if result.unfinished:
-        if manifest is not None:
+        if report.resubmittable:
             typer.echo(f"Resubmit only these: tcv slurm --resubmit-failed {run_dir} --submit")
         raise typer.Exit(1)

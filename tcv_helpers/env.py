@@ -14,6 +14,24 @@ PLATFORM_ENV = "TCV_PLATFORM"
 PLATFORMS = ("colab", "slurm", "binder", "jetstream2", "local")
 
 
+@dataclass(frozen=True)
+class Availability:
+    """Whether an optional part (Detectron2, Prometheus, ...) can run here, and why in one sentence.
+
+    It is true when the part is available, so ``if detectron2_status():`` reads as it should.
+
+    Attributes:
+        available: The part can be used here.
+        message: One sentence: its version, or what is missing and how to install it.
+    """
+
+    available: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.available
+
+
 def detect_platform(environ: dict[str, str] | None = None, hostname: str | None = None) -> str:
     """Tells where this Python process runs.
 

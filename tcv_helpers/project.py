@@ -11,9 +11,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tcv_helpers.config import save_yaml
+from tcv_helpers.io import read_yaml_mapping
 
 #: The project's class taxonomy (COURSE.md section 6). Datasets with other names are mapped to it.
 PROJECT_CLASSES: tuple[str, ...] = ("car", "truck", "bus", "motorcycle", "bicycle", "person")
@@ -119,12 +118,7 @@ def read_project(path: str | os.PathLike) -> ProjectDefinition:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"{file} does not exist: run notebook 01 (or call ensure_project).")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{file}: not valid YAML ({exc}).") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{file}: expected a mapping of fields.")
+    data = read_yaml_mapping(file, what="Project file", holds="a mapping of fields")
     known = {f.name for f in fields(ProjectDefinition)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse, Polygon, Rectangle
 
-from tcv_helpers.data.labels import LabeledFrame
+if TYPE_CHECKING:  # the core never imports a stage at run time (COURSE.md section 8)
+    from tcv_helpers.data.dataset import Dataset
+    from tcv_helpers.data.labels import LabeledFrame
 
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
 
@@ -110,20 +114,20 @@ def plot_estimates(table, *, title: str = "Estimated training time") -> Figure:
 
 
 def plot_dataset_samples(
-    root: str | Path,
-    images: Sequence[str],
-    class_names: Sequence[str],
+    dataset: Dataset,
+    images: Sequence[str | os.PathLike],
     *,
     captions: Sequence[str] | None = None,
     cols: int = 3,
     width: float = 15.0,
 ) -> Figure:
-    """A grid of dataset images with their YOLO boxes drawn.
+    """A grid of dataset images with their labelled boxes drawn.
 
     Args:
-        root: The dataset folder; ``images`` are relative to it.
-        images: Image paths to show.
-        class_names: Class names by id.
+        dataset: The dataset (:class:`tcv_helpers.data.dataset.Dataset`): its class names and
+            its labels are used.
+        images: Image paths to show, absolute or relative to the dataset's folder (as
+            ``manifest.csv`` lists them).
         captions: One caption per image (default: the file name).
         cols: Images per row.
         width: Figure width in inches.
@@ -132,35 +136,34 @@ def plot_dataset_samples(
         The figure.
 
     Raises:
-        ValueError: If no image is given.
+        ValueError: If no image is given, or ``captions`` does not have one per image.
     """
     from PIL import Image
 
-    from tcv_helpers.data.labels import label_path_for, read_yolo_labels
-
     if not images:
         raise ValueError("plot_dataset_samples needs at least one image.")
-    root = Path(root)
+    if captions is not None and len(captions) != len(images):
+        raise ValueError(f"{len(captions)} captions for {len(images)} images: give one each.")
+    names = list(dataset.names)
     rows = -(-len(images) // cols)
     fig = Figure(figsize=(width, width / cols * 0.62 * rows))
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    colours = _colour_map(list(class_names))
+    colours = _colour_map(names)
     for k, ax in enumerate(axes):
         ax.set_axis_off()
         if k >= len(images):
             continue
-        path = root / images[k]
+        path = Path(images[k])
+        path = path if path.is_absolute() else dataset.folder / path
         with Image.open(path) as image:
             picture = image.convert("RGB")
-        boxes, ids = read_yolo_labels(label_path_for(path), *picture.size)
+        found = dataset.annotations(path, size=picture.size)
         ax.imshow(picture)
-        for (x1, y1, x2, y2), cid in zip(boxes, ids, strict=True):
-            name = class_names[cid] if 0 <= cid < len(class_names) else str(cid)
+        for (x1, y1, x2, y2), cid in zip(found.xyxy, found.class_id, strict=True):
+            name = names[cid]
             ax.add_patch(
-                Rectangle(
-                    (x1, y1), x2 - x1, y2 - y1, fill=False, lw=1.2, ec=colours.get(name, "red")
-                )
+                Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=1.2, ec=colours[name])
             )
-        ax.set_title(captions[k] if captions else Path(images[k]).name, fontsize=9)
+        ax.set_title(captions[k] if captions else path.name, fontsize=9)
     fig.tight_layout()
     return fig

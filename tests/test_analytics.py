@@ -12,6 +12,9 @@ import pytest
 import supervision as sv
 
 from tcv_helpers.count import analytics as A
+from tcv_helpers.count import detectors, lines, privacy
+from tcv_helpers.count.frames import read_video
+from tcv_helpers.count.sequences import TRACK_COLUMNS, ensure_sequence, read_sequence, read_tracks
 from tcv_helpers.data.synth import generate_sequence
 from tcv_helpers.project import PROJECT_CLASSES
 
@@ -25,7 +28,7 @@ FRAMES = 150  # 15 s at 10 fps each
 def sequences(tmp_path_factory):
     root = tmp_path_factory.mktemp("sequences")
     return [
-        A.read_sequence(
+        read_sequence(
             generate_sequence(
                 root / f"s{seed}", camera_index=cam, seed=seed, index=cam, frames=FRAMES
             )
@@ -38,7 +41,7 @@ def sequences(tmp_path_factory):
 def gt_runs(sequences):
     return [
         A.count_traffic(
-            s.frames_dir, A.ground_truth_detector(s.tracks), line=s.line, fps=s.fps,
+            s.frames_dir, detectors.ground_truth_detector(s.tracks), line=s.line, fps=s.fps,
             zone=s.line.band(before=40, after=40), samples=0,
         )
         for s in sequences
@@ -67,7 +70,9 @@ def _moving_box_detector(path, *, person=None):
         if person is not None:
             boxes.append(person)
             names.append("person")
-        return A._detections(np.array(boxes).reshape(-1, 4), names, np.ones(len(boxes)))
+        return detectors.project_detections(
+            np.array(boxes).reshape(-1, 4), names, np.ones(len(boxes))
+        )
 
     return detect
 
@@ -78,7 +83,7 @@ def _moving_box_detector(path, *, person=None):
 
 
 def test_counts_with_true_boxes_are_within_5_percent_per_direction(sequences, gt_runs):
-    for direction in A.DIRECTIONS:
+    for direction in lines.DIRECTIONS:
         truth = sum(s.counts[direction] for s in sequences)
         counted = sum(r.counts[direction] for r in gt_runs)
         assert truth >= 40, f"too few {direction} crossings ({truth}) to judge 5%"
@@ -94,10 +99,13 @@ def test_counts_with_true_boxes_are_within_5_percent_per_direction(sequences, gt
 def test_crossings_table_matches_the_counts(gt_runs):
     for run in gt_runs:
         assert (
-            run.crossings["direction"].value_counts().reindex(A.DIRECTIONS, fill_value=0).to_dict()
+            run.crossings["direction"]
+            .value_counts()
+            .reindex(lines.DIRECTIONS, fill_value=0)
+            .to_dict()
             == run.counts
         )
-        assert run.crossings["class_name"].isin(A.VEHICLE_CLASSES).all()
+        assert run.crossings["class_name"].isin(detectors.VEHICLE_CLASSES).all()
         assert (run.crossings["time_s"].diff().dropna() >= 0).all()
         assert run.frames == FRAMES and run.seconds == pytest.approx(FRAMES / 10)
 
@@ -127,7 +135,7 @@ def test_per_interval_sums_equal_totals(gt_runs, seconds):
 )
 def test_line_direction_semantics(tmp_path, inward, start, end, path, expected):
     frames = _noise_frames(tmp_path / "f", count=len(path) + 2)
-    line = A.CountingLine(start, end, inward=inward)
+    line = lines.CountingLine(start, end, inward=inward)
     result = A.count_traffic(frames, _moving_box_detector(path), line=line, fps=10, samples=0)
     assert result.counts == expected
 
@@ -139,11 +147,13 @@ def test_a_vehicle_hidden_while_it_crosses_still_counts(tmp_path):
     def detect(frame, index):
         if index < len(visible) and visible[index] is not None:
             x, y = visible[index]
-            return A._detections(np.array([[x - 10, y - 16, x + 10, y]]), ["car"], np.ones(1))
-        return A._empty()
+            return detectors.project_detections(
+                np.array([[x - 10, y - 16, x + 10, y]]), ["car"], np.ones(1)
+            )
+        return detectors.empty_detections()
 
     frames = _noise_frames(tmp_path / "f", count=len(path))
-    line = A.CountingLine((0, 50), (100, 50))
+    line = lines.CountingLine((0, 50), (100, 50))
     assert A.count_traffic(frames, detect, line=line, fps=10, samples=0).counts == {
         "in": 1,
         "out": 0,
@@ -182,7 +192,7 @@ def test_zone_occupancy_and_congestion(sequences, gt_runs):
     assert set(everything_heavy["level"]) <= {"heavy", "congested"}
     seq = sequences[0]
     no_zone = A.count_traffic(
-        seq.frames_dir, A.ground_truth_detector(seq.tracks), line=seq.line, fps=seq.fps,
+        seq.frames_dir, detectors.ground_truth_detector(seq.tracks), line=seq.line, fps=seq.fps,
         samples=0, max_frames=3,
     )  # fmt: skip
     assert no_zone.frames == 3 and (no_zone.timeline["in_zone"] == 0).all()
@@ -217,10 +227,10 @@ def _textured(shape=(120, 160, 3)):
 
 def test_blur_changes_person_pixels_and_leaves_the_rest():
     frame = _textured()
-    detections = A._detections(
+    detections = detectors.project_detections(
         np.array([[20, 10, 60, 100], [90, 40, 150, 90]]), ["person", "car"], np.ones(2)
     )
-    out = A.blur_privacy(frame, detections)
+    out = privacy.blur_privacy(frame, detections)
     person = (slice(10, 100), slice(20, 60))
     assert np.abs(out[person].astype(int) - frame[person]).mean() > 30, "the person is not blurred"
     assert out[person].std() < frame[person].std() / 3
@@ -228,7 +238,7 @@ def test_blur_changes_person_pixels_and_leaves_the_rest():
     rest[person] = False
     assert np.array_equal(out[rest], frame[rest]), "pixels outside the person box changed"
     assert np.array_equal(frame, _textured()), "the input frame was changed"
-    plates = A.blur_privacy(frame, detections, people=False, plates=True)
+    plates = privacy.blur_privacy(frame, detections, people=False, plates=True)
     assert np.array_equal(plates[person], frame[person])
     lower, upper = (slice(70, 90), slice(90, 150)), (slice(40, 66), slice(90, 150))
     assert np.abs(plates[lower].astype(int) - frame[lower]).mean() > 30
@@ -241,12 +251,12 @@ def test_runner_blurs_people_before_anything_is_stored(tmp_path):
     path = [(40, 20 + 8 * k) for k in range(10)]
     video = tmp_path / "out" / "people.avi"
     result = A.count_traffic(
-        frames, _moving_box_detector(path, person=person), line=A.CountingLine((0, 60), (90, 60)),
+        frames, _moving_box_detector(path, person=person), line=lines.CountingLine((0, 60), (90, 60)),
         fps=10, video=video, samples=3,
     )  # fmt: skip
     source = cv2.imread(str(sorted(frames.iterdir())[0]))
     region = (slice(24, 96), slice(124, 156))
-    count, written = A.read_video(video, count=3)
+    count, written = read_video(video, count=3)
     assert count == 10
     for _, image in [*written, *result.samples]:
         assert image[region].std() < source[region].std() / 3, "a stored frame shows the person"
@@ -262,11 +272,11 @@ def test_video_is_written_whole_and_readable(sequences, tmp_path, suffix):
     seq = sequences[0]
     video = tmp_path / "videos" / f"counting{suffix}"
     result = A.count_traffic(
-        seq.frames_dir, A.ground_truth_detector(seq.tracks), line=seq.line, fps=seq.fps,
+        seq.frames_dir, detectors.ground_truth_detector(seq.tracks), line=seq.line, fps=seq.fps,
         video=video, plates=True, max_frames=40, samples=2,
     )  # fmt: skip
     assert result.video == video and video.is_file()
-    count, frames = A.read_video(video, count=2)
+    count, frames = read_video(video, count=2)
     assert count == result.frames == 40
     assert frames[0][1].shape == (seq.size[1], seq.size[0], 3)
     assert len(result.samples) == 2
@@ -279,7 +289,7 @@ def test_a_failed_run_leaves_no_video(sequences, tmp_path):
     def broken(frame, index):
         if index == 5:
             raise RuntimeError("detector failed")
-        return A._empty()
+        return detectors.empty_detections()
 
     video = tmp_path / "v" / "counting.mp4"
     with pytest.raises(RuntimeError, match="detector failed"):
@@ -297,8 +307,8 @@ def test_a_failed_run_leaves_no_video(sequences, tmp_path):
 
 
 def test_bad_sources_give_clear_errors(tmp_path):
-    line = A.CountingLine((0, 10), (10, 10))
-    detector = A.ground_truth_detector(pd.DataFrame(columns=A.TRACK_COLUMNS))
+    line = lines.CountingLine((0, 10), (10, 10))
+    detector = detectors.ground_truth_detector(pd.DataFrame(columns=TRACK_COLUMNS))
     missing = tmp_path / "nowhere"
     with pytest.raises(FileNotFoundError, match="nowhere"):
         A.count_traffic(missing, detector, line=line, fps=10)
@@ -334,7 +344,7 @@ def test_bad_sources_give_clear_errors(tmp_path):
 )  # fmt: skip
 def test_bad_lines(inward, start, end, message):
     with pytest.raises(ValueError, match=message):
-        A.CountingLine(start, end, inward=inward)
+        lines.CountingLine(start, end, inward=inward)
 
 
 @pytest.mark.parametrize(
@@ -350,9 +360,9 @@ def test_bad_lines(inward, start, end, message):
 )
 def test_malformed_tracks_name_the_line(tmp_path, line, message):
     path = tmp_path / "tracks.csv"
-    path.write_text(",".join(A.TRACK_COLUMNS) + "\n0,1,car,in,1,2,3,4\n" + line + "\n")
+    path.write_text(",".join(TRACK_COLUMNS) + "\n0,1,car,in,1,2,3,4\n" + line + "\n")
     with pytest.raises(ValueError, match=message) as info:
-        A.read_tracks(path)
+        read_tracks(path)
     assert "tracks.csv" in str(info.value)
 
 
@@ -360,28 +370,29 @@ def test_tracks_without_a_column_and_bad_sequence_files(tmp_path, sequences):
     path = tmp_path / "tracks.csv"
     path.write_text("frame,track_id,class_name,x1,y1,x2,y2\n")
     with pytest.raises(ValueError, match=r"line 1: missing column.*direction"):
-        A.read_tracks(path)
+        read_tracks(path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        A.read_sequence(tmp_path / "nothing")
+        read_sequence(tmp_path / "nothing")
     copy = tmp_path / "seq"
     shutil.copytree(sequences[0].folder, copy)
     meta = json.loads((copy / "sequence.json").read_text())
     del meta["line"]
     (copy / "sequence.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"sequence\.json: missing field 'line'"):
-        A.read_sequence(copy)
+        read_sequence(copy)
     (copy / "sequence.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"sequence\.json: line 1: not valid JSON"):
-        A.read_sequence(copy)
+        read_sequence(copy)
 
 
 def test_ensure_sequence_generates_once(tmp_path):
-    first, made = A.ensure_sequence(tmp_path, camera_index=2, seed=5, seconds=2, fps=5)
-    assert made.startswith("Generated") and first.fps == 5
+    made = ensure_sequence(tmp_path, camera_index=2, seed=5, seconds=2, fps=5)
+    first = made.sequence
+    assert made.message.startswith("Generated") and first.fps == 5
     assert len(list(first.frames_dir.glob("*.jpg"))) == 10
-    again, note = A.ensure_sequence(tmp_path, camera_index=2, seed=5, seconds=2, fps=5)
-    assert note.startswith("Using") and again.folder == first.folder
-    longer, _ = A.ensure_sequence(tmp_path, camera_index=2, seed=5, seconds=3, fps=5)
+    again = ensure_sequence(tmp_path, camera_index=2, seed=5, seconds=2, fps=5)
+    assert again.message.startswith("Using") and again.sequence.folder == first.folder
+    longer = ensure_sequence(tmp_path, camera_index=2, seed=5, seconds=3, fps=5).sequence
     assert len(list(longer.frames_dir.glob("*.jpg"))) == 15
 
 
@@ -398,26 +409,28 @@ def test_yolo_detector_maps_classes_by_name(sequences):
     model = YOLO("yolo11n.yaml")  # random weights: many boxes at a low threshold
     model.model.names = dict(enumerate(coco_like))
     frame = cv2.imread(str(sorted(sequences[0].frames_dir.iterdir())[60]))
-    found = A.yolo_detector(model, imgsz=64, conf=0.0)(frame, 0)
+    found = detectors.yolo_detector(model, imgsz=64, conf=0.0)(frame, 0)
     assert len(found) > 0
     names = found.data["class_name"]
     assert set(names) <= {"person", "car", "bus", "truck"}
     assert all(PROJECT_CLASSES[i] == n for i, n in zip(found.class_id, names, strict=True))
     model.model.names = {k: f"thing{k}" for k in range(80)}
     with pytest.raises(ValueError, match="include none of"):
-        A.yolo_detector(model, imgsz=64)
+        detectors.yolo_detector(model, imgsz=64)
 
 
 def test_motion_detector_finds_moving_vehicles(sequences):
     seq = sequences[1]
-    detect = A.motion_detector(seq.frames_dir, min_area=100, warmup=5, history=50)
+    detect = detectors.motion_detector(seq.frames_dir, min_area=100, warmup=5, history=50)
     frame_60 = detect(np.zeros(1), 60)
     assert len(frame_60) > 0 and set(frame_60.data["class_name"]) == {"car"}
     truth = seq.tracks[seq.tracks["frame"] == 60][["x1", "y1", "x2", "y2"]].to_numpy()
     assert sv.box_iou_batch(frame_60.xyxy, truth).max(axis=1).mean() > 0.3
     assert len(detect(np.zeros(1), 0)) == 0, "the warm-up frames have no boxes"
     nowhere = np.zeros((seq.size[1], seq.size[0]), bool)
-    assert len(A.motion_detector(seq.frames_dir, roi=nowhere, warmup=5)(np.zeros(1), 60)) == 0
+    assert (
+        len(detectors.motion_detector(seq.frames_dir, roi=nowhere, warmup=5)(np.zeros(1), 60)) == 0
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -429,8 +442,8 @@ def test_real_highway_video_gives_a_plausible_count(sample_data, tmp_path):
     video = sample_data / "videos" / "highway-cctv-b.avi"
     if not video.is_file():
         pytest.skip(f"{video} is absent from the sample data")
-    scene = A.SAMPLE_SCENES[video.name]
-    detect = A.motion_detector(video, roi=scene.roi, stride=scene.stride)
+    scene = lines.SAMPLE_SCENES[video.name]
+    detect = detectors.motion_detector(video, roi=scene.roi, stride=scene.stride)
     out = tmp_path / "highway.mp4"
     result = A.count_traffic(
         video, detect, line=scene.line, zone=scene.zone, stride=scene.stride, video=out,
@@ -440,7 +453,7 @@ def test_real_highway_video_gives_a_plausible_count(sample_data, tmp_path):
     # the camera; the motion detector merges vehicles that touch, so allow a margin.
     assert 22 <= result.counts["in"] <= 32, result.counts
     assert result.counts["out"] <= 2, result.counts
-    count, _ = A.read_video(out, count=1)
+    count, _ = read_video(out, count=1)
     assert count == result.frames == 850
     assert result.fps == pytest.approx(60, abs=0.1) and result.seconds == pytest.approx(
         28.3, abs=0.1

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from tcv_helpers.cli import app
 from tcv_helpers.data.democam import DemoCameras
 from tcv_helpers.data.qa import plant_defects
+from tests.conftest import NOTEBOOKS
 
 runner = CliRunner()
 
@@ -118,3 +119,15 @@ def test_bench_refuses_missing_files_and_unknown_variants(synth, tmp_path):
         app, ["bench", str(weights), "--data", str(synth / "data.yaml"), "--variants", "tflite"]
     )
     assert unknown.exit_code == 2 and "Unknown variants ['tflite']" in unknown.output
+
+
+def test_notebooks_check_names_each_problem(tmp_path):
+    good = runner.invoke(
+        app, ["notebooks", "check", str(NOTEBOOKS / "01_problem_definition.ipynb")]
+    )
+    assert good.exit_code == 0 and "1 of 1 notebooks follow the rules" in good.output, good.output
+    bad = tmp_path / "99_bad.ipynb"
+    bad.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n')
+    result = runner.invoke(app, ["notebooks", "check", str(bad)])
+    assert result.exit_code == 1 and "0 of 1 notebooks follow the rules" in result.output
+    assert f"{bad}: " in result.output

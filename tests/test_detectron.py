@@ -14,8 +14,8 @@ from tcv_helpers.data.synth import generate_dataset
 from tcv_helpers.model import detectron
 from tcv_helpers.model.evaluate import evaluate_detections, load_ground_truth
 
-AVAILABLE, STATUS = detectron.detectron2_status()
-needs_detectron2 = pytest.mark.skipif(not AVAILABLE, reason=STATUS)
+STATUS = detectron.detectron2_status()
+needs_detectron2 = pytest.mark.skipif(not STATUS.available, reason=STATUS.message)
 
 
 def test_status_says_how_to_install_when_missing(monkeypatch):
@@ -27,8 +27,9 @@ def test_status_says_how_to_install_when_missing(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_detectron2)
-    available, sentence = detectron.detectron2_status()
-    assert available is False
+    status = detectron.detectron2_status()
+    assert status.available is False and not status
+    sentence = status.message
     assert "not importable" in sentence and "setuptools<81" in sentence and "\n" not in sentence
     with pytest.raises(ImportError, match="setuptools<81"):
         detectron.faster_rcnn_config(6, output_dir="unused")

@@ -1,4 +1,5 @@
-"""Tests for tcv_helpers.data.formats: label formats, conversions and class mapping."""
+"""Tests for the label formats (tcv_helpers.data.formats and its format modules): conversions
+and class mapping."""
 
 from __future__ import annotations
 
@@ -14,19 +15,16 @@ import yaml
 from PIL import Image
 
 from tcv_helpers.data.formats import (
-    CLASSES_FILE,
     FORMATS,
     MANAUS_TO_PROJECT,
-    LabeledImage,
-    LabelSet,
     convert,
-    format_yolo_number,
-    make_detections,
     map_classes,
     normalize_format,
     read_labels,
     write_labels,
 )
+from tcv_helpers.data.labelset import CLASSES_FILE, LabeledImage, LabelSet, make_detections
+from tcv_helpers.data.yolo import format_yolo_number
 from tcv_helpers.project import PROJECT_CLASSES
 
 #: How far boxes may move through each format: YOLO and COCO keep float64 (up to 6-decimal YOLO
@@ -278,7 +276,7 @@ def test_yolo_layouts(tmp_path: Path) -> None:
             _write_image(root / "images/train/a.jpg", (40, 20), (0, 0, 0))
             (root / "labels/train").mkdir(parents=True)
             (root / "labels/train/a.txt").write_text(lines)
-            data = {"path": ".", "train": "images/train", "names": ["x", "y"]}
+            data = {"path": str(root), "train": "images/train", "names": ["x", "y"]}
         else:
             _write_image(root / "valid/images/a.jpg", (40, 20), (0, 0, 0))
             (root / "valid/labels").mkdir(parents=True)

@@ -15,7 +15,8 @@ import supervision as sv
 
 from tcv_helpers.config import PROFILES
 from tcv_helpers.data.registry import load_dataset
-from tcv_helpers.model.evaluate import box_iou, evaluate_detections, load_ground_truth
+from tcv_helpers.model.evaluate import evaluate_detections, load_ground_truth
+from tcv_helpers.model.metrics import box_iou
 from tcv_helpers.model.predict import predict_yolo, validate_yolo
 from tcv_helpers.model.train import train
 
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     work = tmp_path_factory.mktemp("behaviour")
-    root, _ = load_dataset("synthetic", data_dir=work / "data", profile=SMOKE, seed=0)
+    root = load_dataset("synthetic", data_dir=work / "data", profile=SMOKE, seed=0).path
     result = train(root / "data.yaml", profile=SMOKE, out_dir=work / "models", seed=0)
     paths, truth, names = load_ground_truth(root, "val")
     return {"root": root, "result": result, "paths": paths, "truth": truth, "names": names}

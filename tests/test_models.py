@@ -66,13 +66,13 @@ ROWS = [
 
 
 def test_choose_within_budget():
-    model, why = choose(ROWS, ProjectDefinition(criteria=SuccessCriteria(max_latency_ms=100)))
-    assert model.name == "good" and "within the 100 ms budget" in why
+    chosen = choose(ROWS, ProjectDefinition(criteria=SuccessCriteria(max_latency_ms=100)))
+    assert chosen.model.name == "good" and "within the 100 ms budget" in chosen.message
 
 
 def test_choose_when_nothing_fits():
-    model, why = choose(ROWS, ProjectDefinition(criteria=SuccessCriteria(max_latency_ms=10)))
-    assert model.name == "fast" and "no detection model meets" in why
+    chosen = choose(ROWS, ProjectDefinition(criteria=SuccessCriteria(max_latency_ms=10)))
+    assert chosen.model.name == "fast" and "no detection model meets" in chosen.message
 
 
 def test_choose_needs_the_task():

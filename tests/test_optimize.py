@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import math
 
+import cv2
 import numpy as np
 import onnx
 import pytest
 from matplotlib.figure import Figure
+from PIL import Image
+from tiny import TINY
 
-from tcv_helpers.config import PROFILES, with_overrides
-from tcv_helpers.data.synth import generate_dataset
+from tcv_helpers.data.synth import render_frame
+from tcv_helpers.deploy.decode import decode_image
+from tcv_helpers.deploy.inference import model_input
 from tcv_helpers.deploy.optimize import (
     BENCHMARK_FILE,
     VARIANTS,
@@ -26,19 +30,22 @@ from tcv_helpers.deploy.optimize import (
     tune,
 )
 from tcv_helpers.model.evaluate import load_ground_truth
-from tcv_helpers.model.train import train
-
-TINY = with_overrides(PROFILES["smoke"], imgsz=64, epochs=2, batch=8)
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, tiny_model):
+    """The session's tiny model, its data, its ONNX export, and a folder for this module's files."""
     work = tmp_path_factory.mktemp("optimize")
-    data = generate_dataset(work / "data", images=30, cameras=3, sequences=0, workers=1)
-    result = train(data.data_yaml, profile=TINY, out_dir=work / "models", workers=0)
-    onnx_path = export_onnx(result.best, imgsz=64, out=work / "variants" / "fp32.onnx")
+    data = tiny_model.data
+    onnx_path = export_onnx(tiny_model.weights, imgsz=64, out=work / "variants" / "fp32.onnx")
     paths = load_ground_truth(data.root, "train")[0]
-    return {"work": work, "data": data, "weights": result.best, "onnx": onnx_path, "paths": paths}
+    return {
+        "work": work,
+        "data": data,
+        "weights": tiny_model.weights,
+        "onnx": onnx_path,
+        "paths": paths,
+    }
 
 
 def test_letterbox_frames(tiny):
@@ -49,6 +56,21 @@ def test_letterbox_frames(tiny):
     assert wide.shape == (1, 3, 32, 64)
     with pytest.raises(FileNotFoundError, match=r"nope\.jpg"):
         letterbox_frames([tiny["work"] / "nope.jpg"], imgsz=64)
+
+
+def test_calibration_frames_are_what_the_service_sends(tmp_path):
+    """INT8 calibration sees the service's input: the same decoding and the same letterbox."""
+    frame = np.asarray(render_frame(seed=4).image)
+    path = tmp_path / "frame.jpg"
+    Image.fromarray(frame).save(path, quality=90)
+    served = model_input([decode_image(path.read_bytes())], (64, 96))
+    (from_file,) = letterbox_frames([path], imgsz=(64, 96))
+    (from_array,) = letterbox_frames([cv2.imread(str(path))], imgsz=(64, 96))  # BGR, as OpenCV
+    np.testing.assert_array_equal(from_file, served)
+    np.testing.assert_array_equal(from_array, served)
+    (tmp_path / "junk.jpg").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"junk\.jpg"):
+        letterbox_frames([tmp_path / "junk.jpg"], imgsz=64)
 
 
 def test_export_keeps_ultralytics_metadata(tiny):

@@ -8,21 +8,13 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from tcv_helpers.config import PROFILES, with_overrides
-from tcv_helpers.data.synth import generate_dataset
 from tcv_helpers.model.evaluate import evaluate_detections, load_ground_truth
 from tcv_helpers.model.predict import predict_yolo, quiet_ultralytics, validate_yolo
-from tcv_helpers.model.train import train
-
-TINY = with_overrides(PROFILES["smoke"], imgsz=64, epochs=3, batch=8)
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    work = tmp_path_factory.mktemp("predict")
-    data = generate_dataset(work / "data", images=30, cameras=3, sequences=0, workers=1)
-    result = train(data.data_yaml, profile=TINY, out_dir=work / "models", workers=0)
-    return data.root, result.best
+def tiny(tiny_model):
+    return tiny_model.data.root, tiny_model.weights
 
 
 def test_predict_returns_one_detections_per_image(tiny):

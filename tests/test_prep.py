@@ -1,4 +1,4 @@
-"""Tests of tcv_helpers.data.prep: leak-free splits, letterbox, augmentation, imbalance, motion."""
+"""Tests of tcv_helpers.data.prep: leak-free splits, box mapping, augmentation, imbalance, motion."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from PIL import Image
 
 from tcv_helpers.data import prep
 from tcv_helpers.data.synth import generate_sequence, render_frame
-from tcv_helpers.imaging import NEAR_DUPLICATE_DISTANCE, ImageError, perceptual_hash
+from tcv_helpers.imaging import NEAR_DUPLICATE_DISTANCE, ImageError, letterbox, perceptual_hash
 
 CLASSES = ("car", "truck", "bus", "motorcycle")
 
@@ -192,38 +192,8 @@ def test_split_report_counts_and_leaks():
 
 
 # --------------------------------------------------------------------------------------------
-# letterbox, boxes_to_letterbox, normalize
+# boxes_to_letterbox, normalize (the letterbox itself: tests/test_imaging.py)
 # --------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("height", "width", "size", "auto", "shape", "scale", "pad"),
-    [
-        (360, 640, 320, False, (320, 320, 3), 0.5, (0, 70)),
-        (640, 360, 320, False, (320, 320, 3), 0.5, (70, 0)),
-        (100, 100, 64, False, (64, 64, 3), 0.64, (0, 0)),
-        (50, 100, 128, False, (128, 128, 3), 1.28, (0, 32)),
-        (360, 640, 640, True, (384, 640, 3), 1.0, (0, 12)),
-        (240, 320, 640, True, (480, 640, 3), 2.0, (0, 0)),
-    ],
-)
-def test_letterbox_shapes_scale_and_padding(height, width, size, auto, shape, scale, pad):
-    image = np.full((height, width, 3), 200, np.uint8)
-    out, got_scale, got_pad = prep.letterbox(image, size, auto=auto)
-    assert out.shape == shape and out.dtype == np.uint8
-    assert got_scale == pytest.approx(scale) and got_pad == pad
-    left, top = pad
-    assert (out[:top] == 114).all() and (out[:, :left] == 114).all(), "grey padding"
-    assert (out[top + 2 : shape[0] - top - 2, left + 2 : shape[1] - left - 2] == 200).all()
-
-
-def test_letterbox_accepts_pil_and_grey():
-    frame = render_frame(seed=2, width=320, height=192).image
-    from_pil = prep.letterbox(frame, 256)
-    from_array = prep.letterbox(np.asarray(frame), 256)
-    assert np.array_equal(from_pil[0], from_array[0]) and from_pil[1:] == from_array[1:]
-    grey = prep.letterbox(np.zeros((50, 80), np.uint8), 64)[0]
-    assert grey.shape == (64, 64, 3)
 
 
 @pytest.mark.parametrize("box", [(100, 60, 260, 200), (0, 0, 40, 30), (500, 300, 640, 360)])
@@ -231,7 +201,7 @@ def test_boxes_map_onto_the_letterboxed_object(box):
     image = np.zeros((360, 640, 3), np.uint8)
     x1, y1, x2, y2 = box
     image[y1:y2, x1:x2] = 255
-    out, scale, pad = prep.letterbox(image, 416)
+    out, scale, pad = letterbox(image, 416)
     mapped = prep.boxes_to_letterbox(np.array([box], dtype=float), scale, pad)[0]
     ys, xs = np.nonzero(out[..., 0] > 128)
     found = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
@@ -251,16 +221,6 @@ def test_boxes_to_letterbox_numbers_and_detections():
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
-        (lambda: prep.letterbox(np.zeros((10, 10, 3), np.uint8), 100), ValueError, "multiple"),
-        (lambda: prep.letterbox(np.zeros((10, 10, 3), np.uint8), 0), ValueError, "size"),
-        (
-            lambda: prep.letterbox(np.zeros((10, 10, 3), np.uint8), 64, stride=0),
-            ValueError,
-            "stride",
-        ),
-        (lambda: prep.letterbox(np.zeros((10, 10, 3), np.float32), 64), ValueError, "uint8"),
-        (lambda: prep.letterbox(np.zeros((10, 10, 4), np.uint8), 64), ValueError, "shape"),
-        (lambda: prep.letterbox("frame.jpg", 64), TypeError, "PIL image"),
         (lambda: prep.boxes_to_letterbox(np.zeros((2, 3)), 1.0, (0, 0)), ValueError, r"\(N, 4\)"),
         (lambda: prep.boxes_to_letterbox(np.zeros((1, 4)), 0.0, (0, 0)), ValueError, "scale"),
         (lambda: prep.normalize(np.zeros((4, 4, 3), np.float32)), ValueError, "uint8"),

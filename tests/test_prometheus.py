@@ -22,18 +22,25 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from tcv_helpers.cli import app as cli_app
-from tcv_helpers.deploy.serve import (
-    brightness_reference,
-    create_app,
-    load_detector,
-    load_reference,
-    serve_in_background,
-)
+from tcv_helpers.deploy.app import create_app
+from tcv_helpers.deploy.inference import load_detector
+from tcv_helpers.deploy.reference import brightness_reference, load_reference
+from tcv_helpers.deploy.server import serve_in_background
 from tcv_helpers.monitor import prometheus as prom_mod
 from tcv_helpers.monitor.prometheus import (
+    monitoring_files,
+    prometheus_status,
+    start_prometheus,
+    write_config,
+)
+from tcv_helpers.monitor.prometheus_query import (
     PrometheusError,
     PrometheusQueryError,
     PrometheusUnavailable,
+    query,
+    query_table,
+)
+from tcv_helpers.monitor.prometheus_rules import (
     RulesError,
     alert_rules,
     check_config,
@@ -43,13 +50,7 @@ from tcv_helpers.monitor.prometheus import (
     dashboard_queries,
     exported_metrics,
     metric_names,
-    monitoring_files,
-    prometheus_status,
-    query,
-    query_table,
     run_rule_tests,
-    start_prometheus,
-    write_config,
 )
 from tests.conftest import ROOT
 
@@ -118,9 +119,9 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture
 def prometheus_bin() -> Path:
-    available, sentence = prometheus_status()
-    if not available:
-        pytest.skip(sentence)
+    status = prometheus_status()
+    if not status.available:
+        pytest.skip(status.message)
     return prom_mod.find_executable("prometheus")
 
 
@@ -154,7 +155,7 @@ def _quantile(q: float, buckets: list[tuple[float, float]]) -> float:
     raise AssertionError("no bucket holds the rank")
 
 
-# ---- the reference profile the service exports (tcv_helpers.deploy.serve) ----------------------------
+# ---- the reference profile the service exports (tcv_helpers.deploy.reference) ----------------
 
 
 def test_reference_profile_is_exported_beside_the_images_brightness(tiny, tmp_path):
@@ -364,9 +365,10 @@ def test_without_prometheus_the_errors_say_what_to_do(tmp_path, monkeypatch):
         raise PrometheusUnavailable(f"{name} is not installed here; {prom_mod.INSTALL_HINT}.")
 
     monkeypatch.setattr(prom_mod, "find_executable", missing)
-    available, sentence = prometheus_status()
-    assert not available and "apt-get install prometheus" in sentence
-    assert "prometheus.io/download" in sentence
+    status = prometheus_status()
+    assert not status.available and not status
+    assert "apt-get install prometheus" in status.message
+    assert "prometheus.io/download" in status.message
 
 
 # ---- the real thing: the service and Prometheus on loopback ----------------------------------

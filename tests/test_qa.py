@@ -13,15 +13,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from tcv_helpers.data.qa import (
-    ISSUE_KINDS,
-    Issue,
-    QAReport,
-    check_dataset,
-    fix_dataset,
-    label_path_for,
-    near_duplicate_pairs,
-)
+from tcv_helpers.data.labels import label_path_for
+from tcv_helpers.data.qa import QAReport, check_dataset, fix_dataset
+from tcv_helpers.data.qa_checks import ISSUE_KINDS, Issue, near_duplicate_pairs
 from tcv_helpers.imaging import is_near_duplicate, perceptual_hash
 
 NAMES = ["car", "truck"]
@@ -117,15 +111,53 @@ def test_clean_dataset_is_ok_in_both_layouts(tmp_path: Path, layout: str) -> Non
     assert "OK: 0 errors, 0 warnings" in report.summary()
 
 
-def test_path_key_resolves_split_folders(tmp_path: Path) -> None:
+def test_path_key_resolves_split_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ds = Dataset(tmp_path / "ds" / "inner", layout="ultralytics")
     (ds.root / "data.yaml").rename(tmp_path / "ds" / "data.yaml")
     data = yaml.safe_load((tmp_path / "ds" / "data.yaml").read_text(encoding="utf-8"))
-    data["path"] = "inner"
+    data["path"] = str(ds.root)  # an absolute path: the same from any working folder
     (tmp_path / "ds" / "data.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
     report = check_dataset(tmp_path / "ds")
     assert report.ok and report.issues == ()
     assert report.splits["train"].images == 2
+    # A relative path is read as Ultralytics reads it: from the working folder (then from its
+    # datasets folder), not from data.yaml's folder.
+    data["path"] = "inner"
+    (tmp_path / "ds" / "data.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "ds")
+    assert check_dataset(tmp_path / "ds").ok
+    monkeypatch.chdir(tmp_path)
+    datasets = tmp_path / "datasets"  # Ultralytics' datasets folder, for this test
+    monkeypatch.setattr("tcv_helpers.data.dataset._datasets_dir", lambda: datasets)
+    report = check_dataset(tmp_path / "ds")
+    missing = report.by_kind("missing_split")
+    assert [(i.file, i.message.split(":")[0]) for i in missing] == [
+        ("data.yaml", f"key '{key}'") for key in ("test", "train", "val")
+    ]
+    train = missing[1].message
+    assert str(datasets / "inner" / "images" / "train") in train
+    assert str(tmp_path / "inner") in train and "not read from data.yaml's folder" in train
+
+
+def test_image_lists_and_roboflow_entries_are_checked(tmp_path: Path) -> None:
+    ds = Dataset(tmp_path / "ds")
+    train = sorted(ds.images_dir("train").glob("*.jpg"))
+    (ds.root / "lists").mkdir()
+    (ds.root / "lists" / "train.txt").write_text(
+        "".join(f"{p}\n" for p in [*train, train[0]]) + "./gone.jpg\n", encoding="utf-8"
+    )
+    ds.yaml.update(train="lists/train.txt", val="../valid/images", test="../test/images")
+    ds.write_yaml()
+    report = check_dataset(ds.root)
+    assert [(i.kind, i.file) for i in report.errors] == [("missing_image", "lists/gone.jpg")]
+    assert report.splits["train"].images == 2 and report.splits["val"].images == 2
+    fixed = fix_dataset(ds.root, tmp_path / "fixed", report=report)
+    assert fixed.ok, fixed.format()
+    data = yaml.safe_load((tmp_path / "fixed" / "data.yaml").read_text(encoding="utf-8"))
+    assert (data["train"], data["val"]) == ("train.txt", "valid/images")
+    listed = (tmp_path / "fixed" / "train.txt").read_text(encoding="utf-8").splitlines()
+    assert listed == [f"./{ds.rel(p)}" for p in [train[0], train[0], train[1]]]
+    assert fixed.splits["train"].images == 2
 
 
 def _corrupt(ds: Dataset) -> str:
@@ -170,6 +202,16 @@ def _unreadable(ds: Dataset) -> str:
     return ds.rel(ds.label("train", "train_00"))
 
 
+def _gone(ds: Dataset) -> str:
+    """The train split becomes an image list naming its images and one that is not there."""
+    listing = ds.images_dir("train").parent / "train.txt"
+    train = sorted(ds.images_dir("train").iterdir())
+    listing.write_text("".join(f"{p}\n" for p in train) + "./images/gone.jpg\n", encoding="utf-8")
+    ds.yaml["train"] = ds.rel(listing)
+    ds.write_yaml()
+    return ds.rel(ds.images_dir("train") / "gone.jpg")
+
+
 FILE_DEFECTS: list[tuple[str, Callable[[Dataset], str], str, str]] = [
     ("corrupt_image", _corrupt, "error", "cannot be decoded"),
     ("truncated_image", _truncated, "error", "truncated"),
@@ -180,6 +222,7 @@ FILE_DEFECTS: list[tuple[str, Callable[[Dataset], str], str, str]] = [
     ("near_duplicate_in_split", _in_split, "warning", "train_00.jpg"),
     ("near_duplicate_across_splits", _across, "error", "train_01.jpg in 'train'"),
     ("unreadable_label", _unreadable, "error", "cannot be read as text"),
+    ("missing_image", _gone, "error", "does not exist"),
 ]
 
 

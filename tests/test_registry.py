@@ -9,8 +9,8 @@ import typing
 import zipfile
 
 import pytest
+from tiny import TINY
 
-from tcv_helpers.config import PROFILES, with_overrides
 from tcv_helpers.data import registry
 from tcv_helpers.data.registry import (
     DatasetUnavailable,
@@ -21,7 +21,6 @@ from tcv_helpers.data.registry import (
 )
 
 PAYLOAD = b"traffic camera archive" * 100
-TINY = with_overrides(PROFILES["smoke"], synth_images=9, synth_cameras=3)
 
 
 @pytest.fixture
@@ -106,26 +105,29 @@ def test_load_local_and_unknown(tmp_path):
     with pytest.raises(DatasetUnavailable, match=r"no data\.yaml"):
         load_dataset(ds, data_dir=tmp_path / "data", profile=TINY)
     (ds / "data.yaml").write_text("names: {0: car}\n")
-    assert load_dataset(ds, data_dir=tmp_path / "data", profile=TINY)[0] == ds.resolve()
+    loaded = load_dataset(ds, data_dir=tmp_path / "data", profile=TINY)
+    assert loaded.path == ds.resolve() and loaded.data_yaml == ds.resolve() / "data.yaml"
+    assert "local dataset" in loaded.message and not loaded.fell_back
     with pytest.raises(KeyError, match="Unknown dataset 'nope'"):
         load_dataset("nope", data_dir=tmp_path / "data", profile=TINY)
 
 
 def test_synthetic_is_made_once(tmp_path):
-    root, message = load_dataset("synthetic", data_dir=tmp_path, profile=TINY)
-    assert "Generated" in message and (root / "data.yaml").is_file()
-    assert len(list((root / "images").rglob("*.jpg"))) == 9
-    again, message = load_dataset("synthetic", data_dir=tmp_path, profile=TINY)
-    assert again == root and "already" in message
+    first = load_dataset("synthetic", data_dir=tmp_path, profile=TINY)
+    assert "Generated" in first.message and first.data_yaml.is_file() and not first.fell_back
+    assert len(list((first.path / "images").rglob("*.jpg"))) == TINY.synth_images
+    again = load_dataset("synthetic", data_dir=tmp_path, profile=TINY)
+    assert again.path == first.path and "already" in again.message
 
 
 def test_roboflow_without_key_falls_back(tmp_path, monkeypatch):
     monkeypatch.delenv("ROBOFLOW_API_KEY", raising=False)
-    root, message = load_dataset("manaus-traffic", data_dir=tmp_path, profile=TINY)
+    loaded = load_dataset("manaus-traffic", data_dir=tmp_path, profile=TINY)
     assert (
-        "ROBOFLOW_API_KEY" in message
-        and "synthetic" in message
-        and root.name.startswith("synthetic")
+        "ROBOFLOW_API_KEY" in loaded.message
+        and "synthetic" in loaded.message
+        and loaded.path.name.startswith("synthetic")
+        and loaded.fell_back
     )
     with pytest.raises(DatasetUnavailable, match="No ROBOFLOW_API_KEY"):
         load_dataset("manaus-traffic", data_dir=tmp_path, profile=TINY, fallback=False)

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,29 +15,22 @@ import supervision as sv
 import yaml
 from matplotlib.figure import Figure
 from PIL import Image
+from tiny import TINY
 
-from tcv_helpers.config import PROFILES, with_overrides
 from tcv_helpers.data.labels import read_yolo_labels
-from tcv_helpers.data.synth import generate_dataset
-from tcv_helpers.data.widgets import PseudoLabelReviewer
+from tcv_helpers.data.reviewer import PseudoLabelReviewer
 from tcv_helpers.model.evaluate import load_ground_truth
 from tcv_helpers.model.predict import predict_yolo
-from tcv_helpers.model.train import train
-from tcv_helpers.monitor.relabel import (
-    QUEUE_COLUMNS,
-    Frame,
+from tcv_helpers.monitor.capture import capture_edge_cases
+from tcv_helpers.monitor.conditions import condition_set
+from tcv_helpers.monitor.edge_cases import Frame, disagreement, match_boxes, score_frame
+from tcv_helpers.monitor.retrain import (
     ModelComparison,
-    RelabelQueue,
-    capture_edge_cases,
     compare_models,
-    condition_set,
-    disagreement,
-    match_boxes,
     merged_data_yaml,
     retrain_with_queue,
-    review_with_truth,
-    score_frame,
 )
+from tcv_helpers.monitor.review import QUEUE_COLUMNS, RelabelQueue, review_with_truth
 from tcv_helpers.project import PROJECT_CLASSES
 
 CAR, TRUCK, BUS = 0, 1, 2
@@ -429,7 +423,7 @@ def _base_dataset(root: Path) -> Path:
             (root / "labels" / split).mkdir(parents=True, exist_ok=True)
             Image.new("RGB", (64, 48)).save(root / "images" / split / f"{name}.jpg")
             (root / "labels" / split / f"{name}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
-    data = {"path": ".", "train": "images/train", "val": "images/val", "test": "images/test",
+    data = {"train": "images/train", "val": "images/val", "test": "images/test",
             "names": {0: "car", 1: "truck"}}  # fmt: skip
     (root / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     return root / "data.yaml"
@@ -485,7 +479,7 @@ def test_merged_data_yaml_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="has no label file"):
         merged_data_yaml(base_yaml, bad, out_dir=tmp_path / "m")
     (tmp_path / "broken.yaml").write_text("train: images/train\nnames: [car]\n")
-    with pytest.raises(ValueError, match=r"broken\.yaml: needs a 'val' entry"):
+    with pytest.raises(ValueError, match=r"(?s)broken\.yaml:.*key 'val' is missing"):
         merged_data_yaml(
             tmp_path / "broken.yaml", _reviewed(tmp_path / "r"), out_dir=tmp_path / "m"
         )
@@ -552,16 +546,18 @@ def test_condition_set_writes_frames_with_their_truth(tmp_path):
 # The whole loop, with a real (tiny) model
 
 
-TINY = with_overrides(PROFILES["smoke"], imgsz=64, epochs=2, batch=8)
-
-
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory):
-    """A tiny model trained on a tiny synthetic set, as notebook 05 trains the real one."""
+def deployed(tmp_path_factory, tiny_model):
+    """The session's tiny model (trained as notebook 05 trains the real one), its data, a folder.
+
+    The weights are copied into the folder's ``models/``, where this loop's workspace keeps them
+    (the retraining trusts weights from its own models folder only).
+    """
     work = tmp_path_factory.mktemp("relabel-loop")
-    data = generate_dataset(work / "data", images=24, cameras=3, sequences=0, workers=1)
-    result = train(data.data_yaml, profile=TINY, out_dir=work / "models", workers=0)
-    return work, data, result.best
+    weights = work / "models" / "best.pt"
+    weights.parent.mkdir()
+    shutil.copy2(tiny_model.weights, weights)
+    return work, tiny_model.data, weights
 
 
 def test_the_loop_end_to_end(deployed):

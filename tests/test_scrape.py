@@ -482,7 +482,7 @@ GOOD = "  - id: a\n    url: https://example.org/a.jpg\n"
         ("cameras:\n  - just-a-string\n", r"camera #0: expected a mapping"),
         ("- id: a\n  url: https://example.org/a.jpg\n", r"'cameras:' list at the top level"),
         ("cameras: []\n", r"non-empty list"),
-        ("cameras:\n  - id: a\n    url: [unclosed\n", r"invalid YAML at line \d+"),
+        ("cameras:\n  - id: a\n    url: [unclosed\n", r"not valid YAML at line \d+"),
     ],
     ids=[
         "no-id",

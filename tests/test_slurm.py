@@ -16,9 +16,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tcv_helpers.batch import slurm, sweep
+from tcv_helpers.batch import slurm, slurm_queue, slurm_scripts, slurm_site, sweep
 from tcv_helpers.batch.runner import parse_parameter
-from tcv_helpers.batch.slurm import Activation, JobSettings, Resources, SlurmError
+from tcv_helpers.batch.slurm_site import Activation, JobSettings, Resources, SlurmError
 from tcv_helpers.cli import app
 from tcv_helpers.config import PROFILES
 from tcv_helpers.model.train import training_args
@@ -33,7 +33,7 @@ FAST = ["--cpus", "1", "--mem", "1G", "--time", "00:10:00"]  # what the real job
 def settings(tmp_path: Path, **changes) -> JobSettings:
     base = JobSettings(
         resources=Resources(cpus=1, mem="1G", time="00:10:00"),
-        activation=slurm.current_activation(),
+        activation=slurm_site.current_activation(),
         workdir=ROOT,
         job_name="tcv-test",
     )
@@ -58,24 +58,24 @@ def write_sweep_file(path: Path, data: dict) -> Path:
 
 
 def test_presets_ship_and_load():
-    assert {"generic", "koa"} <= set(slurm.list_presets())
-    koa = slurm.load_preset("koa")
+    assert {"generic", "koa"} <= set(slurm_site.list_presets())
+    koa = slurm_site.load_preset("koa")
     assert koa.resources.partition == "gpu" and koa.resources.gpus == 1
     assert koa.activation.modules == ("lang/Anaconda3",) and koa.activation.conda == "tcv"
-    generic = slurm.load_preset("generic")
+    generic = slurm_site.load_preset("generic")
     assert generic.resources.gpus == 0 and generic.activation.empty
     # An empty activation means: the environment these tests run in.
-    chosen = slurm.resolve_activation(generic.activation)
-    assert chosen == slurm.current_activation()
+    chosen = slurm_site.resolve_activation(generic.activation)
+    assert chosen == slurm_site.current_activation()
     if sys.prefix != sys.base_prefix:
         assert chosen.venv == sys.prefix
     # Flags replace the preset's choice.
-    assert slurm.resolve_activation(koa.activation, conda="other").conda == "other"
-    assert slurm.resolve_activation(koa.activation, modules=[]).modules == ()
+    assert slurm_site.resolve_activation(koa.activation, conda="other").conda == "other"
+    assert slurm_site.resolve_activation(koa.activation, modules=[]).modules == ()
     with pytest.raises(SlurmError, match="not both"):
-        slurm.resolve_activation(koa.activation, conda="a", venv="/tmp/v")
+        slurm_site.resolve_activation(koa.activation, conda="a", venv="/tmp/v")
     with pytest.raises(SlurmError, match=r"No site preset 'nope'.*generic"):
-        slurm.load_preset("nope")
+        slurm_site.load_preset("nope")
 
 
 @pytest.mark.parametrize(
@@ -107,13 +107,13 @@ def test_preset_file_errors_name_the_file_and_field(tmp_path):
     bad = tmp_path / "site.yaml"
     bad.write_text("resources:\n  gpus: 1\n  walltime: 4\n")
     with pytest.raises(SlurmError, match=r"site\.yaml.*resources\.walltime"):
-        slurm.load_preset(bad)
+        slurm_site.load_preset(bad)
     bad.write_text('resources:\n  time: "4 hours"\n')
     with pytest.raises(SlurmError, match=r"site\.yaml: resources\.time"):
-        slurm.load_preset(bad)
+        slurm_site.load_preset(bad)
     bad.write_text("resources:\n  time: 4:00:00\n")  # YAML 1.1 reads it as 14400
     with pytest.raises(SlurmError, match="in quotes"):
-        slurm.load_preset(bad)
+        slurm_site.load_preset(bad)
 
 
 # --- what goes into the scripts ---------------------------------------------------------
@@ -123,15 +123,15 @@ def test_preset_file_errors_name_the_file_and_field(tmp_path):
     "value", [0.4, 50, -3, "0,1", [0, 1], True, None, "a b", "x: y", "it's", {"k": [1, 2]}, "yes"]
 )
 def test_parameter_literals_reach_tcv_run_unchanged(value):
-    literal = slurm.parameter_literal("VALUE", value)
+    literal = slurm_scripts.parameter_literal("VALUE", value)
     assert parse_parameter(literal) == ("VALUE", value)
 
 
 def test_parameter_literal_refuses_secrets_and_line_breaks():
     with pytest.raises(SlurmError, match="secret"):
-        slurm.parameter_literal("ROBOFLOW_API_KEY", "x")
+        slurm_scripts.parameter_literal("ROBOFLOW_API_KEY", "x")
     with pytest.raises(SlurmError, match="one line"):
-        slurm.parameter_literal("TEXT", "two\nlines")
+        slurm_scripts.parameter_literal("TEXT", "two\nlines")
 
 
 @pytest.mark.parametrize(
@@ -139,7 +139,7 @@ def test_parameter_literal_refuses_secrets_and_line_breaks():
     [([0], "0"), ([0, 1, 2, 5], "0-2,5"), ([3, 1], "1,3"), ([4, 5, 7, 8], "4-5,7-8")],
 )
 def test_compress_indices(indices, text):
-    assert slurm.compress_indices(indices) == text
+    assert slurm_scripts.compress_indices(indices) == text
 
 
 def test_sweep_script_hands_each_task_its_own_parameters(tmp_path):
@@ -158,7 +158,7 @@ def test_sweep_script_hands_each_task_its_own_parameters(tmp_path):
     plan = sweep.load_sweep(file)
     fake_bin = tmp_path / "bin"
     fake_program(fake_bin, "tcv", "print(json.dumps(sys.argv[1:]))")
-    job = slurm.write_sweep_job(
+    job = slurm_scripts.write_sweep_job(
         plan, settings(tmp_path, activation=Activation(path=str(fake_bin))), out=tmp_path / "runs",
         notebooks=NOTEBOOKS,
     )  # fmt: skip
@@ -185,14 +185,18 @@ def test_sweep_script_hands_each_task_its_own_parameters(tmp_path):
 
 def test_run_script_checks_parameters_before_anything_is_submitted(tmp_path):
     with pytest.raises(SlurmError, match=r"Unknown parameter.*NOPE"):
-        slurm.write_run_job(
+        slurm_scripts.write_run_job(
             settings(tmp_path), out=tmp_path, only="01", parameters={"NOPE": 1}, notebooks=NOTEBOOKS
         )
     with pytest.raises(SlurmError, match="no notebook 42"):
-        slurm.write_run_job(settings(tmp_path), out=tmp_path, only="42", notebooks=NOTEBOOKS)
+        slurm_scripts.write_run_job(
+            settings(tmp_path), out=tmp_path, only="42", notebooks=NOTEBOOKS
+        )
     with pytest.raises(SlurmError, match="Unknown profile"):
-        slurm.write_run_job(settings(tmp_path), out=tmp_path, profile="huge", notebooks=NOTEBOOKS)
-    job = slurm.write_run_job(
+        slurm_scripts.write_run_job(
+            settings(tmp_path), out=tmp_path, profile="huge", notebooks=NOTEBOOKS
+        )
+    job = slurm_scripts.write_run_job(
         settings(tmp_path), out=tmp_path / "runs", profile="smoke", only="01",
         parameters={"MIN_MAP50": 0.7}, notebooks=NOTEBOOKS,
     )  # fmt: skip
@@ -204,7 +208,7 @@ def test_run_script_checks_parameters_before_anything_is_submitted(tmp_path):
 
 def test_no_secret_value_is_ever_written(tmp_path, monkeypatch):
     monkeypatch.setenv("ROBOFLOW_API_KEY", FAKE_KEY)
-    job = slurm.write_run_job(
+    job = slurm_scripts.write_run_job(
         settings(tmp_path, require_env=("ROBOFLOW_API_KEY",)), out=tmp_path, only="01",
         notebooks=NOTEBOOKS,
     )  # fmt: skip
@@ -218,7 +222,7 @@ def test_no_secret_value_is_ever_written(tmp_path, monkeypatch):
     assert done.returncode != 0 and "ROBOFLOW_API_KEY is not set" in done.stderr
     # A secret's value smuggled in as a parameter value is refused, and so is a secret's name.
     with pytest.raises(SlurmError, match="value of ROBOFLOW_API_KEY"):
-        slurm.write_run_job(
+        slurm_scripts.write_run_job(
             settings(tmp_path),
             out=tmp_path,
             only="01",
@@ -226,7 +230,7 @@ def test_no_secret_value_is_ever_written(tmp_path, monkeypatch):
             notebooks=NOTEBOOKS,
         )
     with pytest.raises(SlurmError, match="secret"):
-        slurm.write_run_job(
+        slurm_scripts.write_run_job(
             settings(tmp_path),
             out=tmp_path,
             only="02",
@@ -234,7 +238,7 @@ def test_no_secret_value_is_ever_written(tmp_path, monkeypatch):
             notebooks=NOTEBOOKS,
         )
     with pytest.raises(SlurmError, match="NAME"):
-        slurm.write_run_job(
+        slurm_scripts.write_run_job(
             settings(tmp_path, require_env=(FAKE_KEY,)), out=tmp_path, notebooks=NOTEBOOKS
         )
     result = cli.invoke(
@@ -255,10 +259,14 @@ def test_no_secret_value_is_ever_written(tmp_path, monkeypatch):
 
 def test_several_gpus_ask_slurm_and_reach_ultralytics(tmp_path, monkeypatch):
     two = settings(tmp_path, resources=Resources(cpus=8, gpus=2, gpu_type="a100", time="01:00:00"))
-    text = slurm.write_run_job(two, out=tmp_path, only="01", notebooks=NOTEBOOKS).path.read_text()
+    text = slurm_scripts.write_run_job(
+        two, out=tmp_path, only="01", notebooks=NOTEBOOKS
+    ).path.read_text()
     assert "#SBATCH --gres=gpu:a100:2" in text and "export TCV_DEVICE=0,1" in text
     one = settings(tmp_path, resources=Resources(cpus=8, gpus=1))
-    text = slurm.write_run_job(one, out=tmp_path, only="01", notebooks=NOTEBOOKS).path.read_text()
+    text = slurm_scripts.write_run_job(
+        one, out=tmp_path, only="01", notebooks=NOTEBOOKS
+    ).path.read_text()
     assert "#SBATCH --gres=gpu:1" in text and "TCV_DEVICE" not in text
     # What the job exports is what Ultralytics gets (DDP over the listed GPUs).
     monkeypatch.setenv("TCV_DEVICE", "0,1")
@@ -289,7 +297,7 @@ def test_jupyter_job_binds_localhost_with_a_fresh_token(tmp_path):
         "jupyter",
         'print("GOT", json.dumps({"args": sys.argv[1:], "token": os.environ.get("JUPYTER_TOKEN")}))',
     )
-    job = slurm.write_jupyter_job(
+    job = slurm_scripts.write_jupyter_job(
         settings(tmp_path, activation=Activation(path=str(fake_bin))), out=tmp_path, port=23456,
         user="learner", login="login.example.edu",
     )  # fmt: skip
@@ -319,26 +327,77 @@ def test_cli_refuses_contradictions(tmp_path):
 
 
 def test_submit_without_slurm_says_where_to_run(tmp_path, monkeypatch):
-    job = slurm.write_run_job(settings(tmp_path), out=tmp_path, only="01", notebooks=NOTEBOOKS)
+    job = slurm_scripts.write_run_job(
+        settings(tmp_path), out=tmp_path, only="01", notebooks=NOTEBOOKS
+    )
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(SlurmError, match="sbatch not found: run this on the cluster's login node"):
-        slurm.submit(job.path)
-    assert slurm.queued_tasks(["1"]) is None  # the queue cannot be asked
+        slurm_queue.submit(job.path)
+    assert slurm_queue.queued_tasks(["1"]) is None  # the queue cannot be asked
 
 
 def test_resubmission_refuses_when_the_queue_cannot_be_asked(tmp_path, monkeypatch):
     plan = sweep.load_sweep(
         write_sweep_file(tmp_path / "q.yaml", {"only": "01", "grid": {"MIN_MAP50": [0.4]}})
     )
-    job = slurm.write_sweep_job(plan, settings(tmp_path), out=tmp_path, notebooks=NOTEBOOKS)
-    slurm.record_submission(job.out, "12", "0")
-    monkeypatch.setattr(slurm, "queued_tasks", lambda ids: None)
+    job = slurm_scripts.write_sweep_job(plan, settings(tmp_path), out=tmp_path, notebooks=NOTEBOOKS)
+    slurm_scripts.record_submission(job.out, "12", "0")
+    monkeypatch.setattr(slurm_queue, "queued_tasks", lambda ids: None)
     with pytest.raises(SlurmError, match="no task runs twice"):
         slurm.prepare_resubmission(job.out)
     # Asked, the queue says task 0 still waits: nothing to resubmit, nothing written twice.
-    monkeypatch.setattr(slurm, "queued_tasks", lambda ids: {0: "PENDING"} if ids == ["12"] else {})
+    monkeypatch.setattr(
+        slurm_queue, "queued_tasks", lambda ids: {0: "PENDING"} if ids == ["12"] else {}
+    )
     again = slurm.prepare_resubmission(job.out)
     assert again.tasks == () and again.array == ""
+
+
+def test_submit_wait_and_resubmit_with_stand_ins_for_slurm(tmp_path, monkeypatch):
+    """The submitting side of `tcv slurm` against stand-ins for sbatch and squeue (no cluster)."""
+    fake_bin = tmp_path / "bin"
+    fake_program(
+        fake_bin,
+        "sbatch",
+        'log = os.path.join(os.path.dirname(sys.argv[0]), "sbatch.log")\n'
+        'with open(log, "a") as f:\n'
+        '    f.write(json.dumps(sys.argv[1:]) + "\\n")\n'
+        'print(f"{100 + len(open(log).readlines())};cluster")',
+    )
+    fake_program(fake_bin, "squeue", "")  # nothing is queued: every job has left
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    file = write_sweep_file(tmp_path / "w.yaml", {"only": "01", "grid": {"MIN_MAP50": [0.4, 0.6]}})
+    out = tmp_path / "runs"
+    script = (out / "w" / "sweep.sbatch").resolve()
+    waited = cli.invoke(
+        app,
+        _sweep_cli(
+            "--sweep", str(file), "--out", str(out), "--submit", "--wait", "--wait-timeout", "10"
+        ),
+    )
+    assert waited.exit_code == 1, waited.output  # no task ran: both are missing
+    assert waited.stdout.strip().splitlines()[-1] == "101"
+    assert "Job 101 has left the queue." in waited.output
+    assert "task 1 (task-001): missing" in waited.output
+    assert f"tcv slurm --resubmit-failed {script.parent} --submit" in waited.output
+    again = cli.invoke(
+        app, ["slurm", "--resubmit-failed", str(out / "w"), "--submit", "--time", "00:20:00"]
+    )
+    assert again.exit_code == 0, again.output
+    assert again.stdout.strip() == "102" and "--array=0-1" in again.output
+    assert "#SBATCH --time=00:20:00" in script.read_text()
+    calls = [json.loads(line) for line in (fake_bin / "sbatch.log").read_text().splitlines()]
+    assert calls == [["--parsable", str(script)], ["--parsable", "--array=0-1", str(script)]]
+    submissions = sweep.read_manifest(out / "w")["submissions"]
+    assert [(s["job_id"], s["array"]) for s in submissions] == [("101", "0-1"), ("102", "0-1")]
+    # The Python API takes the same options and returns what the command prints.
+    printed: list[str] = []
+    result = slurm.write_and_submit(
+        out=out, only="01", parameters=["MIN_MAP50=0.5"], notebooks=NOTEBOOKS, submit=True,
+        wait=True, wait_timeout=10, on_output=printed.append,
+    )  # fmt: skip
+    assert result.ok and result.job_id == "103" and printed == ["103"]
+    assert result.job.kind == "run" and "-p MIN_MAP50=0.5" in result.job.path.read_text()
 
 
 # --- a real Slurm -----------------------------------------------------------------------
@@ -366,23 +425,25 @@ def on_cluster(cluster, monkeypatch):
 @pytest.mark.parametrize("preset", ["generic", "koa"])
 @pytest.mark.parametrize("kind", ["run", "sweep", "jupyter"])
 def test_preset_scripts_pass_sbatch_test_only(on_cluster, tmp_path, preset, kind):
-    site = slurm.load_preset(preset)
+    site = slurm_site.load_preset(preset)
     job_settings = JobSettings(
-        resources=site.resources, activation=slurm.resolve_activation(site.activation), workdir=ROOT,
+        resources=site.resources, activation=slurm_site.resolve_activation(site.activation), workdir=ROOT,
         job_name=f"tcv-{kind}", preset=site.name,
     )  # fmt: skip
     if kind == "run":
-        path = slurm.write_run_job(
+        path = slurm_scripts.write_run_job(
             job_settings, out=tmp_path, profile="workshop", notebooks=NOTEBOOKS
         ).path
     elif kind == "sweep":
         plan = sweep.load_sweep(
             write_sweep_file(tmp_path / "s.yaml", {"only": "01", "grid": {"MIN_MAP50": [0.4, 0.6]}})
         )
-        path = slurm.write_sweep_job(plan, job_settings, out=tmp_path, notebooks=NOTEBOOKS).path
+        path = slurm_scripts.write_sweep_job(
+            plan, job_settings, out=tmp_path, notebooks=NOTEBOOKS
+        ).path
     else:
-        path = slurm.write_jupyter_job(job_settings, out=tmp_path).job.path
-    answer = slurm.sbatch_test_only(path)
+        path = slurm_scripts.write_jupyter_job(job_settings, out=tmp_path).job.path
+    answer = slurm_queue.sbatch_test_only(path)
     assert "to start at" in answer, answer
     if preset == "koa":
         assert "partition gpu" in answer
@@ -390,9 +451,9 @@ def test_preset_scripts_pass_sbatch_test_only(on_cluster, tmp_path, preset, kind
 
 def test_sbatch_test_only_reports_what_slurm_refuses(on_cluster, tmp_path):
     greedy = settings(tmp_path, resources=Resources(cpus=1, gpus=3))  # the node has 2
-    path = slurm.write_run_job(greedy, out=tmp_path, only="01", notebooks=NOTEBOOKS).path
+    path = slurm_scripts.write_run_job(greedy, out=tmp_path, only="01", notebooks=NOTEBOOKS).path
     with pytest.raises(SlurmError, match="Slurm would refuse"):
-        slurm.sbatch_test_only(path)
+        slurm_queue.sbatch_test_only(path)
     result = cli.invoke(
         app,
         [

@@ -85,7 +85,7 @@ def test_task_names_widen_past_a_thousand_tasks():
         ("name: ../up\ngrid:\n  A: [1]\n", "line 1: name: '../up' is not a folder name"),
         ('grid:\n  A: ["two\\nlines"]\n', "grid.A[0]: a parameter value must fit on one line"),
         ("grid:\n  A: [1\n", "not valid YAML"),
-        ("- 1\n- 2\n", "a sweep file holds a mapping"),
+        ("- 1\n- 2\n", "must hold a mapping with 'grid' or 'list'"),
     ],
 )
 def test_bad_sweep_files_name_file_line_and_field(tmp_path, text, expected):

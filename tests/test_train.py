@@ -6,11 +6,11 @@ import signal
 import subprocess
 import sys
 import time
-from unittest.mock import ANY
 
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from tiny import TINY
 
 from tcv_helpers.config import PROFILES, with_overrides
 from tcv_helpers.data.synth import generate_dataset
@@ -28,12 +28,10 @@ from tcv_helpers.model.train import (
     training_args,
 )
 
-TINY = with_overrides(PROFILES["smoke"], imgsz=64, epochs=2, batch=8, synth_images=24)
-
 
 def test_architecture_trains_from_scratch():
-    source, note = resolve_model("yolo11n.yaml")
-    assert source == "yolo11n.yaml" and "from scratch" in note
+    choice = resolve_model("yolo11n.yaml")
+    assert choice.model == "yolo11n.yaml" and "from scratch" in choice.message
 
 
 def test_registry_pins_release_weights():
@@ -44,19 +42,20 @@ def test_registry_pins_release_weights():
 
 def test_unregistered_pretrained_weights_fall_back_to_the_yaml(monkeypatch):
     monkeypatch.setattr(train_mod, "WEIGHTS", {})
-    source, note = resolve_model("yolo11s.pt")
-    assert source == "yolo11s.yaml" and "No verified checksum" in note
+    choice = resolve_model("yolo11s.pt")
+    assert choice.model == "yolo11s.yaml" and "No verified checksum" in choice.message
 
 
 def test_registered_weights_offline_fall_back(monkeypatch, tmp_path):
     monkeypatch.setenv("TCV_CACHE", str(tmp_path))
     entry = WeightsEntry("yolo11n.pt", "http://127.0.0.1:9/yolo11n.pt", "0" * 64, "AGPL-3.0")
     monkeypatch.setattr(train_mod, "WEIGHTS", {"yolo11n.pt": entry})
-    source, note = resolve_model("yolo11n.pt")
-    assert source == "yolo11n.yaml"
-    assert "from scratch instead of pretrained yolo11n.pt" in note and note.count("\n") == 0
-    source, note = resolve_model("yolo11n.pt", allow_download=False)
-    assert source == "yolo11n.yaml" and "Downloads are off" in note
+    choice = resolve_model("yolo11n.pt")
+    assert choice.model == "yolo11n.yaml"
+    assert "from scratch instead of pretrained yolo11n.pt" in choice.message
+    assert choice.message.count("\n") == 0
+    choice = resolve_model("yolo11n.pt", allow_download=False)
+    assert choice.model == "yolo11n.yaml" and "Downloads are off" in choice.message
 
 
 def test_registered_weights_in_the_cache_are_used(monkeypatch, tmp_path):
@@ -70,8 +69,8 @@ def test_registered_weights_in_the_cache_are_used(monkeypatch, tmp_path):
     cached.write_bytes(payload)
     entry = WeightsEntry("yolo11n.pt", "http://127.0.0.1:9/yolo11n.pt", digest, "AGPL-3.0")
     monkeypatch.setattr(train_mod, "WEIGHTS", {"yolo11n.pt": entry})
-    source, note = resolve_model("yolo11n.pt")
-    assert source == str(cached) and "checksum verified" in note
+    choice = resolve_model("yolo11n.pt")
+    assert choice.model == str(cached) and "checksum verified" in choice.message
 
 
 def test_unknown_pickles_are_refused(tmp_path):
@@ -80,11 +79,13 @@ def test_unknown_pickles_are_refused(tmp_path):
     stranger.write_bytes(b"not looked at")
     with pytest.raises(UntrustedWeights, match=r"pickle and loading one runs"):
         resolve_model(str(stranger), trusted_dirs=(tmp_path / "models",))
-    assert resolve_model(stranger, trusted=True)[0] == str(stranger.resolve())
+    assert resolve_model(stranger, trusted=True).model == str(stranger.resolve())
     ours = tmp_path / "models" / "best.pt"
     ours.parent.mkdir()
     ours.write_bytes(b"x")
-    assert resolve_model(str(ours), trusted_dirs=(tmp_path / "models",))[0] == str(ours.resolve())
+    assert resolve_model(str(ours), trusted_dirs=(tmp_path / "models",)).model == str(
+        ours.resolve()
+    )
     with pytest.raises(ValueError, match=r"\.yaml"):
         resolve_model("model.onnx")
 
@@ -104,17 +105,18 @@ def test_training_args_come_from_the_profile():
 
 def test_model_to_train_follows_notebook_04(tmp_path):
     smoke, workshop = PROFILES["smoke"], PROFILES["workshop"]
-    assert model_to_train(workshop, tmp_path) == (workshop.model, ANY)
-    assert model_to_train(workshop, tmp_path, "yolo11s.yaml")[0] == "yolo11s.yaml"
+    assert model_to_train(workshop, tmp_path).model == workshop.model
+    assert model_to_train(workshop, tmp_path, "yolo11s.yaml").model == "yolo11s.yaml"
     (tmp_path / "model_selection.json").write_text(json.dumps({"model": "yolo11s"}))
-    model, why = model_to_train(workshop, tmp_path)
-    assert model == "yolo11s.pt" and "notebook 04" in why
-    model, why = model_to_train(smoke, tmp_path)
-    assert model == smoke.model and "smoke profile" in why and "yolo11s" in why
+    choice = model_to_train(workshop, tmp_path)
+    assert choice.model == "yolo11s.pt" and "notebook 04" in choice.message
+    choice = model_to_train(smoke, tmp_path)
+    assert choice.model == smoke.model and "smoke profile" in choice.message
+    assert "yolo11s" in choice.message
     (tmp_path / "model_selection.json").write_text(json.dumps({"model": "yolo11n-seg"}))
-    assert model_to_train(workshop, tmp_path)[0] == workshop.model
+    assert model_to_train(workshop, tmp_path).model == workshop.model
     (tmp_path / "model_selection.json").write_text("{broken")
-    assert model_to_train(workshop, tmp_path)[0] == workshop.model
+    assert model_to_train(workshop, tmp_path).model == workshop.model
 
 
 def test_smoke_profile_settings_reach_ultralytics():
@@ -308,8 +310,11 @@ def test_fine_tune_compares_with_scratch(tiny_data, tmp_path):
 @pytest.mark.slow
 def test_ensure_trained_trains_once(tiny_data, tmp_path):
     models = tmp_path / "models"
-    weights, note = ensure_trained(tiny_data, profile=TINY, out_dir=models, workers=0)
-    assert weights == models / "best.pt" and weights.is_file() and "trained now" in note
+    first = ensure_trained(tiny_data, profile=TINY, out_dir=models, workers=0)
+    weights = first.weights
+    assert weights == models / "best.pt" and weights.is_file() and "trained now" in first.message
+    assert first.trained_now
     stamp = weights.stat().st_mtime_ns
-    again, note = ensure_trained(tiny_data, profile=TINY, out_dir=models)
-    assert again == weights and weights.stat().st_mtime_ns == stamp and "earlier" in note
+    again = ensure_trained(tiny_data, profile=TINY, out_dir=models)
+    assert again.weights == weights and weights.stat().st_mtime_ns == stamp
+    assert "earlier" in again.message and not again.trained_now

@@ -13,14 +13,9 @@ import supervision as sv
 import yaml
 from PIL import Image
 
-from tcv_helpers.data.labels import read_yolo_labels
-from tcv_helpers.data.widgets import (
-    AUTO_ACCEPT_RISK,
-    DatasetBrowser,
-    Proposal,
-    PseudoLabelReviewer,
-    label_path_for,
-)
+from tcv_helpers.data.browser import DatasetBrowser
+from tcv_helpers.data.labels import label_path_for, read_yolo_labels
+from tcv_helpers.data.reviewer import AUTO_ACCEPT_RISK, Proposal, PseudoLabelReviewer
 
 NAMES = {0: "car", 1: "truck", 2: "bus"}
 GREY = (128, 128, 128)
@@ -70,7 +65,7 @@ def dataset(tmp_path: Path) -> Path:
                 "weather": "dry",
             }
         )
-    data = {"path": ".", "train": "images/train", "val": "images/val", "test": "images/test"}
+    data = {"train": "images/train", "val": "images/val", "test": "images/test"}
     (root / "data.yaml").write_text(yaml.safe_dump({**data, "names": NAMES}))
     _write_manifest(root, rows, [*rows[0]])
     return root

@@ -19,10 +19,12 @@ import itertools
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from tcv_helpers.batch.runner import default_notebooks_dir
 from tcv_helpers.io import atomic_write_text
 
 MAX_CODE_LINES = 150
@@ -331,3 +333,36 @@ def sync_notebook(path: str | os.PathLike, info: RepoInfo | None = None) -> bool
         return False
     atomic_write_text(path, nbformat.writes(nb))
     return True
+
+
+def _course_notebooks(paths: Sequence[str | os.PathLike] | None) -> list[Path]:
+    if paths:
+        return [Path(p) for p in paths]
+    return sorted(default_notebooks_dir().glob("*.ipynb"))
+
+
+def check_notebooks(paths: Sequence[str | os.PathLike] | None = None) -> dict[Path, list[str]]:
+    """``tcv notebooks check``: every notebook's problems (an empty list: it follows the rules).
+
+    Args:
+        paths: The notebooks (default: ``notebooks/*.ipynb`` here, else the course's).
+
+    Returns:
+        Each notebook, in the given order, with its problems.
+
+    Raises:
+        RunError: If no paths are given and there is no notebooks folder.
+    """
+    return {file: check_notebook(file) for file in _course_notebooks(paths)}
+
+
+def sync_notebooks(paths: Sequence[str | os.PathLike] | None = None) -> list[Path]:
+    """``tcv notebooks sync``: :func:`sync_notebook` on each notebook; returns those it changed.
+
+    Args:
+        paths: The notebooks (default: ``notebooks/*.ipynb`` here, else the course's).
+
+    Raises:
+        RunError: If no paths are given and there is no notebooks folder.
+    """
+    return [file for file in _course_notebooks(paths) if sync_notebook(file)]

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from tcv_helpers.config import AUTO, resolve_profile
-from tcv_helpers.io import atomic_write_json, atomic_write_text
+from tcv_helpers.io import atomic_write_json, atomic_write_text, read_yaml_mapping
 from tcv_helpers.record import collect_metrics
 from tcv_helpers.secrets import is_secret_name, redact, redact_tree, secret_values
 
@@ -537,16 +537,9 @@ def load_params_file(path: str | os.PathLike) -> dict[str, Any]:
         RunError: If the file is missing, not YAML, or has unknown keys.
     """
     file = Path(path)
-    if not file.is_file():
-        raise RunError(f"Parameter file {str(file)!r} does not exist.")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise RunError(f"Parameter file {str(file)!r} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise RunError(
-            f"Parameter file {str(file)!r} must hold a mapping (profile, only, parameters)."
-        )
+    data = read_yaml_mapping(
+        file, error=RunError, what="Parameter file", holds="a mapping (profile, only, parameters)"
+    )
     unknown = sorted(set(data) - {"profile", "only", "parameters"})
     if unknown:
         raise RunError(f"Parameter file {str(file)!r}: unknown key(s) {', '.join(unknown)}.")
@@ -594,4 +587,62 @@ def main_message(result: RunResult) -> str:
         f"  executed notebook: {_display_path(failure.output)}\n"
         f"  log: {where}/{LOG_FILE}\n"
         f"  after fixing it, continue with: tcv run --resume {where}"
+    )
+
+
+def run_command(
+    *,
+    profile: str | None = None,
+    only: str | None = None,
+    parameters: Sequence[str] = (),
+    params_file: str | os.PathLike | None = None,
+    out: str | os.PathLike = "runs",
+    resume: str | os.PathLike | None = None,
+    notebooks: str | os.PathLike | None = None,
+    cell_timeout: int | None = None,
+    progress: bool = True,
+    on_event: Callable[[str], None] | None = None,
+) -> RunResult:
+    """``tcv run``: its options turned into one :func:`run_notebooks` call.
+
+    A parameter file gives the profile, the selection and parameters; ``-p`` values and the
+    other options take precedence over it.
+
+    Args:
+        profile: ``smoke``, ``workshop``, ``full`` or ``auto`` (None: the file's, else ``auto``).
+        only: Notebook selection such as ``"02,05-06"`` (None: the file's, else all).
+        parameters: ``KEY=VALUE`` texts as ``-p`` takes them (values are YAML literals).
+        params_file: A parameter file (a run's ``params.yaml``) to reproduce.
+        out: Folder that receives ``<run-id>/``.
+        resume: An earlier run folder to continue; it brings its own profile and parameters.
+        notebooks: Notebook folder (default: ``./notebooks``, else the course's).
+        cell_timeout: Seconds a single cell may run (None: no limit).
+        progress: Show progress bars.
+        on_event: Called with one line per event for the terminal.
+
+    Returns:
+        The run (see :func:`run_notebooks`).
+
+    Raises:
+        RunError: For ``resume`` with other options, a bad parameter file or ``KEY=VALUE``,
+            and what :func:`run_notebooks` refuses.
+    """
+    if resume and (profile or only or parameters or params_file):
+        raise RunError(
+            "--resume reuses the run's own profile and parameters; give no other options."
+        )
+    settings = load_params_file(params_file) if params_file else {}
+    values = dict(settings.get("parameters") or {})
+    values.update(parse_parameter(item) for item in parameters)
+    folder = notebooks or (Path("notebooks") if resume else default_notebooks_dir())
+    return run_notebooks(
+        folder,
+        out=out,
+        profile=profile or settings.get("profile") or AUTO,
+        only=only or settings.get("only"),
+        parameters=values,
+        resume=resume,
+        progress=progress,
+        cell_timeout=cell_timeout,
+        on_event=on_event,
     )

@@ -1,8 +1,8 @@
 """Parameter sweeps: their definition (a YAML file) and their report (``tcv sweep report``).
 
 A sweep runs the same ``tcv run`` once per parameter set; on Slurm it is one job array
-(:mod:`tcv_helpers.batch.slurm`), each task writing its own ``runs/<sweep>/task-NNN/``. The sweep
-file lists the parameter sets as a grid (every combination) or as a list::
+(:mod:`tcv_helpers.batch.slurm_scripts`), each task writing its own ``runs/<sweep>/task-NNN/``.
+The sweep file lists the parameter sets as a grid (every combination) or as a list::
 
     name: min-map50          # the folder under runs/ (default: the file's name)
     profile: smoke           # smoke, workshop, full or auto
@@ -37,7 +37,13 @@ from typing import Any
 
 import yaml
 
-from tcv_helpers.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tcv_helpers.batch.slurm_queue import queued_tasks
+from tcv_helpers.io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    read_yaml_mapping,
+)
 from tcv_helpers.secrets import is_secret_name
 
 MANIFEST_FILE = "sweep.json"
@@ -265,14 +271,10 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
         SweepError: If the file is missing, not YAML, or a field is wrong (with its line).
     """
     file = Path(path)
-    if not file.is_file():
-        raise SweepError(f"Sweep file {str(file)!r} does not exist.")
-    text = file.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-        lines = _key_lines(yaml.compose(text)) if data is not None else {}
-    except yaml.YAMLError as exc:
-        raise SweepError(f"Sweep file {str(file)!r} is not valid YAML: {exc}") from exc
+    data = read_yaml_mapping(
+        file, error=SweepError, what="Sweep file", holds="a mapping with 'grid' or 'list'"
+    )
+    lines = _key_lines(yaml.compose(file.read_text(encoding="utf-8"))) if data else {}
     sweep = parse_sweep(data, source=str(file), lines=lines)
     return Sweep(sweep.name, sweep.profile, sweep.only, sweep.tasks, source=file.resolve())
 
@@ -509,9 +511,9 @@ def collect(run_dir: str | os.PathLike, *, queue: Mapping[int, str] | None = Non
     Args:
         run_dir: ``runs/<sweep>/`` (or any folder of ``tcv run`` results).
         queue: Array index -> Slurm state for the sweep's tasks still in the queue (from
-            :func:`tcv_helpers.batch.slurm.queued_tasks`); such tasks are ``pending`` or ``running``
-            whatever earlier runs say. None when the queue cannot be asked: a run that says
-            ``running`` is then taken at its word.
+            :func:`tcv_helpers.batch.slurm_queue.queued_tasks`); such tasks are ``pending`` or
+            ``running`` whatever earlier runs say. None when the queue cannot be asked: a run
+            that says ``running`` is then taken at its word.
 
     Returns:
         The tasks with their status, parameters, metrics, seconds, log and error.
@@ -727,6 +729,50 @@ def write_report(
     )
     html_path = atomic_write_text(folder / HTML_FILE, render_html(result))
     return csv_path, html_path
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What :func:`sweep_report` gathered and wrote.
+
+    Attributes:
+        result: Every task's result.
+        csv: The written ``sweep.csv``.
+        html: The written ``sweep.html``.
+        resubmittable: True for a folder ``tcv slurm --sweep`` wrote (it has ``sweep.json``):
+            its unfinished tasks can be sent again with ``tcv slurm --resubmit-failed``.
+    """
+
+    result: SweepResult
+    csv: Path
+    html: Path
+    resubmittable: bool
+
+
+def sweep_report(
+    run_dir: str | os.PathLike, *, out: str | os.PathLike | None = None, queue: bool = True
+) -> SweepReport:
+    """``tcv sweep report``: every task's results in one table, written as CSV and HTML.
+
+    Args:
+        run_dir: A sweep folder (``runs/<sweep>/``) or a runs folder.
+        out: Folder for ``sweep.csv`` and ``sweep.html`` (default: ``run_dir``).
+        queue: Ask Slurm (``squeue``) which tasks of the sweep's submissions are still queued,
+            so that they count as pending or running rather than missing.
+
+    Returns:
+        The results and the written files.
+
+    Raises:
+        SweepError: If the folder holds no runs or its ``sweep.json`` is not readable.
+    """
+    folder = Path(run_dir)
+    manifest = read_manifest(folder) if folder.is_dir() else None
+    ids = [str(s["job_id"]) for s in (manifest or {}).get("submissions", [])]
+    states = queued_tasks(ids) if queue and ids else None
+    result = collect(folder, queue=states)
+    csv_path, html_path = write_report(result, out)
+    return SweepReport(result, csv_path, html_path, resubmittable=manifest is not None)
 
 
 def format_table(result: SweepResult, columns: Sequence[str] | None = None) -> str:

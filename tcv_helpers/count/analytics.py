@@ -1,13 +1,13 @@
-"""Counting traffic (notebook 10): tracking, line and zone counts, congestion, privacy, a video.
+"""Counting traffic (notebook 10): tracking, line and zone counts, congestion, an annotated video.
 
 The application the course builds towards. For each frame of a fixed camera:
 
 1. a **detector** (any callable ``(frame, index) -> sv.Detections``) finds the vehicles: the
-   ground-truth boxes of a synthetic sequence (:func:`ground_truth_detector`, to test the rest
-   alone), the course's trained YOLO model (:func:`yolo_detector`), or, without any model,
-   background subtraction (:func:`motion_detector`);
+   ground-truth boxes of a synthetic sequence, the course's trained YOLO model, or, without
+   any model, background subtraction (:mod:`tcv_helpers.count.detectors`);
 2. **privacy**: people (class ``person``) and, on request, the lower part of every vehicle box
-   (where plates are) are blurred before anything is drawn or stored (:func:`blur_privacy`);
+   (where plates are) are blurred before anything is drawn or stored
+   (:func:`tcv_helpers.count.privacy.blur_privacy`);
 3. **ByteTrack** (Roboflow's ``trackers`` package, the tracker supervision hands tracking to)
    gives each vehicle an id across frames;
 4. **sv.LineZone** counts the tracks that cross a line, per direction, and **sv.PolygonZone**
@@ -22,6 +22,11 @@ gives the first box the new id; and a vehicle hidden for a few frames keeps its 
 (and side of the line) for as long as the tracker remembers it, so a crossing made out of sight
 still counts when the vehicle reappears.
 
+The pieces live beside this module: the line and zone (:mod:`~tcv_helpers.count.lines`),
+frames in and out (:mod:`~tcv_helpers.count.frames`), the detectors
+(:mod:`~tcv_helpers.count.detectors`), privacy (:mod:`~tcv_helpers.count.privacy`) and the
+synthetic sequences (:mod:`~tcv_helpers.count.sequences`).
+
 Example::
 
     seq = read_sequence(data_root / "sequences" / "cam-00-0")
@@ -32,15 +37,11 @@ Example::
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,15 +52,17 @@ import pandas as pd
 import supervision as sv
 from matplotlib.figure import Figure
 
-from tcv_helpers.data.labels import IMAGE_SUFFIXES
-from tcv_helpers.project import PROJECT_CLASSES
+from tcv_helpers.count.detectors import (
+    VEHICLE_CLASSES,
+    Detector,
+    detection_class_names,
+    empty_detections,
+    project_detections,
+)
+from tcv_helpers.count.frames import VideoOut, iter_frames, plot_frames, source_info
+from tcv_helpers.count.lines import DIRECTIONS, CountingLine
+from tcv_helpers.count.privacy import blur_privacy
 
-#: The two directions of a counting line: "in" is traffic crossing towards ``CountingLine.inward``.
-DIRECTIONS = ("in", "out")
-#: Classes that are counted and tracked (people are only blurred).
-VEHICLE_CLASSES = ("car", "truck", "bus", "motorcycle", "bicycle")
-#: Image directions a counting line's "in" traffic can cross towards.
-INWARD = {"down": (0.0, 1.0), "up": (0.0, -1.0), "right": (1.0, 0.0), "left": (-1.0, 0.0)}
 #: ByteTrack settings used unless the caller overrides them (``trackers.ByteTrackTracker``).
 #: ``lost_track_buffer`` is in frames at 30 fps (the tracker rescales it to the real rate).
 TRACKER_DEFAULTS: dict[str, Any] = {
@@ -69,600 +72,10 @@ TRACKER_DEFAULTS: dict[str, Any] = {
     "minimum_consecutive_frames": 2,
     "minimum_iou_threshold": 0.1,
 }
-#: Columns of a sequence's ``tracks.csv``.
-TRACK_COLUMNS = ("frame", "track_id", "class_name", "direction", "x1", "y1", "x2", "y2")
-#: Share of a vehicle box's height, from the bottom, blurred to hide a plate.
-PLATE_SHARE = 0.4
 #: Seconds over which a vehicle's speed is measured.
 SPEED_WINDOW_S = 0.5
-VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
+#: Congestion levels, from the least to the most.
 LEVELS = ("free", "heavy", "congested")
-
-Detector = Callable[[np.ndarray, int], sv.Detections]
-
-
-# --------------------------------------------------------------------------------------------
-# The counting line and zone
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CountingLine:
-    """A counting line in pixels and which way "in" traffic crosses it.
-
-    Attributes:
-        start: ``(x, y)`` of one end.
-        end: ``(x, y)`` of the other end.
-        inward: Image direction of "in" traffic: ``down`` (towards a camera that looks along
-            the road), ``up``, ``left`` or ``right``.
-    """
-
-    start: tuple[float, float]
-    end: tuple[float, float]
-    inward: str = "down"
-
-    def __post_init__(self) -> None:
-        if self.inward not in INWARD:
-            raise ValueError(f"inward must be one of {', '.join(INWARD)}, got {self.inward!r}.")
-        points = np.array([self.start, self.end], dtype=float)
-        if points.shape != (2, 2) or not np.isfinite(points).all():
-            raise ValueError(f"A counting line needs two finite (x, y) points, got {points!r}.")
-        if np.hypot(*(points[1] - points[0])) < 1:
-            raise ValueError(f"The counting line {self.start} -> {self.end} has no length.")
-        dx, dy = points[1] - points[0]
-        ix, iy = INWARD[self.inward]
-        if abs(dx * iy - dy * ix) < 1e-6 * np.hypot(dx, dy):
-            raise ValueError(
-                f"A line along the {self.inward} direction cannot be crossed that way."
-            )
-
-    def line_zone(self, *, crossing_frames: int = 1) -> sv.LineZone:
-        """An ``sv.LineZone`` whose ``in_count`` is this line's "in" traffic.
-
-        Args:
-            crossing_frames: Frames a vehicle must be seen on the other side before it counts
-                (more than 1 ignores boxes that jitter across the line).
-
-        supervision counts "in" when an anchor moves to the side where the cross product of the
-        line vector and the point is negative; the ends are ordered so that side is ``inward``.
-        """
-        (x1, y1), (x2, y2) = self.start, self.end
-        ix, iy = INWARD[self.inward]
-        if (x2 - x1) * iy - (y2 - y1) * ix > 0:
-            (x1, y1), (x2, y2) = (x2, y2), (x1, y1)
-        return sv.LineZone(
-            start=sv.Point(x1, y1),
-            end=sv.Point(x2, y2),
-            triggering_anchors=(sv.Position.BOTTOM_CENTER,),
-            minimum_crossing_threshold=crossing_frames,
-        )
-
-    def band(self, *, before: float, after: float) -> np.ndarray:
-        """A zone around the line: the line moved ``before`` pixels against the "in" traffic
-        and ``after`` pixels with it, as an ``(4, 2)`` int polygon for ``sv.PolygonZone``."""
-        a, b = np.array(self.start, float), np.array(self.end, float)
-        normal = np.array([-(b - a)[1], (b - a)[0]]) / np.hypot(*(b - a))
-        if normal @ np.array(INWARD[self.inward]) < 0:
-            normal = -normal
-        return np.round(
-            [a - before * normal, b - before * normal, b + after * normal, a + after * normal]
-        ).astype(int)
-
-
-# --------------------------------------------------------------------------------------------
-# Synthetic sequences: frames, ground-truth tracks and counts
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SyntheticSequence:
-    """A synthetic sequence written by :func:`tcv_helpers.data.synth.generate_sequence`.
-
-    Attributes:
-        folder: The sequence folder.
-        frames_dir: Its frames (``000000.jpg`` ...).
-        fps: Frames per second.
-        size: ``(width, height)``.
-        line: The counting line ("in" = towards the camera, down the image).
-        counts: True crossings per direction.
-        tracks: The ground-truth boxes (:func:`read_tracks`).
-        camera: The camera's name.
-    """
-
-    folder: Path
-    frames_dir: Path
-    fps: float
-    size: tuple[int, int]
-    line: CountingLine
-    counts: dict[str, int]
-    tracks: pd.DataFrame
-    camera: str
-
-
-def read_tracks(path: str | os.PathLike) -> pd.DataFrame:
-    """Reads a sequence's ``tracks.csv`` (frame, track_id, class_name, direction, x1..y2).
-
-    Raises:
-        FileNotFoundError: If the file does not exist.
-        ValueError: Naming the file, line and field, on a missing column, a value that is not a
-            number, an unknown class or direction, or a box with no area.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist.")
-    rows: list[tuple] = []
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in TRACK_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: line 1: missing column(s) {', '.join(missing)}.")
-        for row in reader:
-            where = f"{path}: line {reader.line_num}"
-            values = {}
-            for name in ("frame", "track_id"):
-                try:
-                    values[name] = int(row[name])
-                except (TypeError, ValueError):
-                    raise ValueError(
-                        f"{where}: {name} {row[name]!r} is not a whole number."
-                    ) from None
-                if values[name] < 0:
-                    raise ValueError(f"{where}: {name} is negative ({values[name]}).")
-            for name in ("x1", "y1", "x2", "y2"):
-                try:
-                    values[name] = float(row[name])
-                except (TypeError, ValueError):
-                    raise ValueError(f"{where}: {name} {row[name]!r} is not a number.") from None
-                if not math.isfinite(values[name]):
-                    raise ValueError(f"{where}: {name} is not finite.")
-            if row["class_name"] not in PROJECT_CLASSES:
-                raise ValueError(
-                    f"{where}: class_name {row['class_name']!r} is not one of "
-                    f"{', '.join(PROJECT_CLASSES)}."
-                )
-            if row["direction"] not in DIRECTIONS:
-                raise ValueError(f"{where}: direction {row['direction']!r} is not in or out.")
-            if values["x2"] <= values["x1"] or values["y2"] <= values["y1"]:
-                raise ValueError(f"{where}: the box x1..x2, y1..y2 has no area.")
-            rows.append(
-                (
-                    values["frame"],
-                    values["track_id"],
-                    row["class_name"],
-                    row["direction"],
-                    *(values[k] for k in ("x1", "y1", "x2", "y2")),
-                )
-            )
-    return pd.DataFrame(rows, columns=list(TRACK_COLUMNS))
-
-
-def read_sequence(folder: str | os.PathLike) -> SyntheticSequence:
-    """Reads a synthetic sequence folder: ``sequence.json``, ``tracks.csv`` and ``frames/``.
-
-    Raises:
-        FileNotFoundError: If the folder, its frames or one of its files is missing.
-        ValueError: Naming the file and field when ``sequence.json`` or ``tracks.csv`` is malformed.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Sequence folder {folder} does not exist.")
-    meta_path = folder / "sequence.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path} does not exist: is {folder} a sequence folder?")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{meta_path}: line {exc.lineno}: not valid JSON ({exc.msg}).") from None
-    try:
-        fps = float(meta["fps"])
-        width, height = (int(v) for v in meta["size"])
-        start, end = ((float(x), float(y)) for x, y in meta["line"])
-        counts = {d: int(meta["counts"][d]) for d in DIRECTIONS}
-    except KeyError as exc:
-        raise ValueError(f"{meta_path}: missing field {exc.args[0]!r}.") from None
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{meta_path}: fps, size, line or counts has the wrong form "
-            "(fps: number, size: [w, h], line: [[x, y], [x, y]], counts: {in: n, out: n})."
-        ) from None
-    if fps <= 0:
-        raise ValueError(f"{meta_path}: fps must be positive, got {fps}.")
-    frames_dir = folder / "frames"
-    if not frames_dir.is_dir():
-        raise FileNotFoundError(f"{frames_dir} does not exist.")
-    return SyntheticSequence(
-        folder=folder,
-        frames_dir=frames_dir,
-        fps=fps,
-        size=(width, height),
-        line=CountingLine(start, end, inward="down"),
-        counts=counts,
-        tracks=read_tracks(folder / "tracks.csv"),
-        camera=str(meta.get("camera_name", folder.name)),
-    )
-
-
-def ensure_sequence(
-    parent: str | os.PathLike,
-    *,
-    camera_index: int,
-    seed: int = 0,
-    seconds: float = 60.0,
-    fps: float = 10.0,
-    index: int = 0,
-) -> tuple[SyntheticSequence, str]:
-    """A synthetic sequence of one fixed camera, generated once (``generate_sequence``).
-
-    Args:
-        parent: Where sequences live (``cfg.workspace.data / "sequences"``).
-        camera_index: Which camera of the synthetic dataset ``seed``.
-        seed: The dataset's seed.
-        seconds: Length of the sequence.
-        fps: Frames per second.
-        index: Sequence number (varies the traffic).
-
-    Returns:
-        The sequence and one sentence saying whether it was made now or earlier.
-
-    Raises:
-        ValueError: If ``seconds`` or ``fps`` is not positive.
-    """
-    from tcv_helpers.data.synth import generate_sequence, make_camera
-
-    if seconds <= 0 or fps <= 0:
-        raise ValueError(f"seconds and fps must be positive, got {seconds}, {fps}.")
-    frames = max(1, round(seconds * fps))
-    root = Path(parent) / f"seed-{seed}"
-    folder = root / f"{make_camera(camera_index, seed=seed).camera_id}-{index}"
-    try:
-        sequence = read_sequence(folder)
-        if len(_folder_images(sequence.frames_dir)) == frames and sequence.fps == fps:
-            return sequence, f"Using the sequence generated earlier: {folder}."
-    except (FileNotFoundError, ValueError):
-        pass  # missing or unreadable: generated below
-    if folder.exists():  # generated earlier with other settings: frames would be left over
-        shutil.rmtree(folder)
-    started = time.perf_counter()
-    generate_sequence(
-        root, camera_index=camera_index, seed=seed, index=index, frames=frames, fps=fps
-    )
-    sequence = read_sequence(folder)
-    return sequence, (
-        f"Generated a {seconds:g} s sequence of {sequence.camera} ({frames} frames at {fps:g} fps, "
-        f"{time.perf_counter() - started:.0f} s): {folder}."
-    )
-
-
-@dataclass(frozen=True)
-class Scene:
-    """Where to count on a real camera: its line, zone and where the road is.
-
-    Attributes:
-        line: The counting line.
-        zone: The occupancy zone.
-        roi: The road (for the motion detector: trees in the wind are not traffic).
-        stride: Frames to step (a 60 fps video needs no more than 30).
-        crossing_frames: Frames beyond the line before a crossing counts.
-        tracker: ByteTrack settings for this camera's detections (see :data:`TRACKER_DEFAULTS`).
-        note: What the camera shows.
-    """
-
-    line: CountingLine
-    zone: np.ndarray
-    roi: np.ndarray
-    stride: int = 1
-    crossing_frames: int = 2
-    tracker: Mapping[str, Any] = field(default_factory=dict)
-    note: str = ""
-
-
-#: Counting set-ups of the real sample videos (``$TCV_SAMPLE_DATA/videos``), in their pixels.
-SAMPLE_SCENES: dict[str, Scene] = {
-    "highway-cctv-b.avi": Scene(
-        line=CountingLine((60, 130), (268, 130), inward="down"),
-        zone=np.array([(60, 80), (268, 80), (268, 180), (60, 180)]),
-        roi=np.array([(180, 0), (276, 0), (262, 240), (0, 240), (0, 200)]),
-        stride=2,
-        crossing_frames=2,
-        # motion blobs have a low confidence (their solidity): let them start tracks
-        tracker={"track_activation_threshold": 0.3, "high_conf_det_threshold": 0.3},
-        note="a fixed camera above one carriageway; all traffic drives towards it (in)",
-    ),
-}
-
-
-# --------------------------------------------------------------------------------------------
-# Frame sources
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """What a frame source holds.
-
-    Attributes:
-        path: The folder or video file.
-        kind: ``folder`` or ``video``.
-        frames: Number of frames (for a video: as its container reports it).
-        fps: Frames per second of a video (None for a folder of images).
-        size: ``(width, height)`` of the first frame.
-    """
-
-    path: Path
-    kind: str
-    frames: int
-    fps: float | None
-    size: tuple[int, int]
-
-
-def _folder_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def source_info(source: str | os.PathLike) -> SourceInfo:
-    """Checks a frame source (a folder of images or a video file) and describes it.
-
-    Raises:
-        FileNotFoundError: If the folder or file does not exist.
-        ValueError: If the folder holds no images, or the file is not a readable video or has
-            no frames.
-    """
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"Frame source {path} does not exist.")
-    if path.is_dir():
-        images = _folder_images(path)
-        if not images:
-            raise ValueError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
-        first = cv2.imread(str(images[0]))
-        if first is None:
-            raise ValueError(f"{images[0]} is not a readable image.")
-        return SourceInfo(path, "folder", len(images), None, (first.shape[1], first.shape[0]))
-    capture = cv2.VideoCapture(str(path))
-    try:
-        ok, first = capture.read() if capture.isOpened() else (False, None)
-        if not ok or first is None:
-            raise ValueError(f"{path} is not a readable video, or it has no frames.")
-        fps = float(capture.get(cv2.CAP_PROP_FPS))
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    finally:
-        capture.release()
-    return SourceInfo(
-        path, "video", max(count, 1), fps if fps > 0 else None, (first.shape[1], first.shape[0])
-    )
-
-
-def iter_frames(
-    source: str | os.PathLike, *, stride: int = 1, max_frames: int | None = None
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Yields ``(frame index, BGR frame)`` from a folder of images or a video file.
-
-    Args:
-        source: A folder of images (sorted by name) or a video file.
-        stride: Use every ``stride``-th frame.
-        max_frames: Stop after this many frames (None: all).
-
-    Raises:
-        FileNotFoundError: If the source does not exist.
-        ValueError: If it holds no frames, an image is unreadable, or ``stride`` is below 1.
-    """
-    if stride < 1 or (max_frames is not None and max_frames < 1):
-        raise ValueError(f"stride and max_frames must be at least 1, got {stride}, {max_frames}.")
-    info = source_info(source)
-    limit = math.inf if max_frames is None else max_frames
-    if info.kind == "folder":
-        for n, path in enumerate(_folder_images(info.path)[::stride]):
-            if n >= limit:
-                return
-            frame = cv2.imread(str(path))
-            if frame is None:
-                raise ValueError(f"{path} is not a readable image.")
-            yield n * stride, frame
-        return
-    frames = sv.get_video_frames_generator(str(info.path), stride=stride)
-    for n, frame in enumerate(frames):
-        if n >= limit:
-            return
-        yield n * stride, frame
-
-
-# --------------------------------------------------------------------------------------------
-# Detectors: (frame, index) -> sv.Detections with class_id in PROJECT_CLASSES
-# --------------------------------------------------------------------------------------------
-
-
-def _detections(
-    xyxy: np.ndarray, class_names: Sequence[str], confidence: np.ndarray
-) -> sv.Detections:
-    names = np.asarray(class_names, dtype=object).astype(str)
-    return sv.Detections(
-        xyxy=np.asarray(xyxy, dtype=np.float32).reshape(-1, 4),
-        confidence=np.asarray(confidence, dtype=np.float32),
-        class_id=np.array([PROJECT_CLASSES.index(n) for n in names], dtype=np.int64),
-        data={"class_name": names},
-    )
-
-
-def _empty() -> sv.Detections:
-    return _detections(np.zeros((0, 4)), [], np.zeros(0))
-
-
-def ground_truth_detector(tracks: pd.DataFrame) -> Detector:
-    """A detector that returns a synthetic sequence's true boxes (confidence 1) for each frame.
-
-    It tests tracking and counting alone: with perfect boxes, every counting error is theirs.
-    The true track ids are not handed on; ByteTrack has to find them.
-
-    Args:
-        tracks: The table from :func:`read_tracks`.
-    """
-    table = {
-        int(frame): _detections(
-            rows[["x1", "y1", "x2", "y2"]].to_numpy(),
-            rows["class_name"].tolist(),
-            np.ones(len(rows)),
-        )
-        for frame, rows in tracks.groupby("frame")
-    }
-
-    def detect(frame: np.ndarray, index: int) -> sv.Detections:
-        return table.get(index, _empty())
-
-    return detect
-
-
-def yolo_detector(
-    model: str | os.PathLike | Any,
-    *,
-    imgsz: int,
-    conf: float = 0.25,
-    iou: float = 0.5,
-    device: str | None = "cpu",
-) -> Detector:
-    """A detector from a YOLO model: the course's trained one, or a COCO one such as ``yolo11n.pt``.
-
-    Class names are matched to the project's taxonomy by name (COCO's ``car``, ``truck``,
-    ``bus``, ``motorcycle``, ``bicycle`` and ``person`` are the project's); other classes are
-    dropped.
-
-    Args:
-        model: ``.pt`` weights or an ``ultralytics.YOLO`` object.
-        imgsz: Inference size (the size the model was trained at).
-        conf: Keep detections at least this confident.
-        iou: NMS IoU threshold.
-        device: ``"cpu"``, ``"0"`` ... or None (Ultralytics' choice: a GPU when there is one).
-
-    Raises:
-        FileNotFoundError: If the weights do not exist.
-        ValueError: If the model knows none of the project's classes.
-    """
-    from tcv_helpers.model.predict import load_yolo, predict_yolo
-
-    yolo = load_yolo(model)
-    names = {int(k): str(v) for k, v in dict(yolo.names).items()}
-    keep = {k: v for k, v in names.items() if v in PROJECT_CLASSES}
-    if not keep:
-        raise ValueError(
-            f"The model's classes ({', '.join(names.values())}) include none of "
-            f"{', '.join(PROJECT_CLASSES)}."
-        )
-
-    def detect(frame: np.ndarray, index: int) -> sv.Detections:
-        found = predict_yolo(yolo, [frame], imgsz=imgsz, conf=conf, iou=iou, device=device)[0]
-        ids = found.class_id if found.class_id is not None else np.zeros(len(found), int)
-        mask = np.isin(ids, list(keep))
-        return _detections(
-            found.xyxy[mask], [keep[int(i)] for i in ids[mask]], found.confidence[mask]
-        )
-
-    return detect
-
-
-def motion_detector(
-    source: str | os.PathLike,
-    *,
-    roi: np.ndarray | None = None,
-    stride: int = 1,
-    max_frames: int | None = None,
-    history: int = 200,
-    min_area: float = 150,
-    warmup: int = 10,
-) -> Detector:
-    """A detector without a model: background subtraction (MOG2) on a fixed camera.
-
-    It reads the source once ahead (:func:`tcv_helpers.data.prep.propose_by_motion`: MOG2, an
-    opening and a closing, contours of blobs of at least ``min_area`` pixels) and returns the
-    blobs of the frame asked for, all as class ``car``. It sees only what moves, merges vehicles
-    that touch, and cannot tell a car from a person: the offline fallback for real video, where
-    a pretrained COCO model (``yolo11n.pt``) is what you would use with internet.
-
-    Args:
-        source: The same folder or video that :func:`count_traffic` reads.
-        roi: Where to look: an ``(N, 2)`` polygon in pixels or an ``(H, W)`` boolean mask.
-        stride: As in :func:`count_traffic` (the background model sees the same frames).
-        max_frames: As in :func:`count_traffic`.
-        history: Frames the background model remembers.
-        min_area: Smallest blob in pixels.
-        warmup: First frames used only to learn the background.
-
-    Raises:
-        FileNotFoundError: If the source does not exist.
-        ValueError: On an empty source or bad settings (see ``propose_by_motion``).
-    """
-    from tcv_helpers.data.prep import propose_by_motion
-
-    info = source_info(source)
-    mask = None
-    if roi is not None:
-        roi = np.asarray(roi)
-        if roi.ndim == 2 and roi.shape[1] == 2 and roi.dtype != bool:
-            mask = sv.polygon_to_mask(roi.astype(int), info.size).astype(bool)
-        else:
-            mask = roi.astype(bool)
-    indices: list[int] = []
-
-    def frames() -> Iterator[np.ndarray]:
-        for index, frame in iter_frames(source, stride=stride, max_frames=max_frames):
-            indices.append(index)
-            yield frame
-
-    found = propose_by_motion(frames(), history=history, min_area=min_area, warmup=warmup, roi=mask)
-    table = {
-        index: _detections(d.xyxy, ["car"] * len(d), d.confidence)
-        for index, d in zip(indices, found, strict=True)
-    }
-
-    def detect(frame: np.ndarray, index: int) -> sv.Detections:
-        return table.get(index, _empty())
-
-    return detect
-
-
-# --------------------------------------------------------------------------------------------
-# Privacy
-# --------------------------------------------------------------------------------------------
-
-
-def _class_names(detections: sv.Detections) -> np.ndarray:
-    if "class_name" in detections.data:
-        return np.asarray(detections.data["class_name"]).astype(str)
-    ids = detections.class_id if detections.class_id is not None else np.zeros(len(detections), int)
-    return np.array([PROJECT_CLASSES[i] if 0 <= i < len(PROJECT_CLASSES) else "" for i in ids])
-
-
-def blur_privacy(
-    frame: np.ndarray, detections: sv.Detections, *, people: bool = True, plates: bool = False
-) -> np.ndarray:
-    """Blurs people and, on request, where vehicles' plates are, in a copy of the frame.
-
-    People are the boxes of class ``person``. Plates need a plate detector (a model the course
-    does not ship), so ``plates=True`` blurs the lower :data:`PLATE_SHARE` of every vehicle box,
-    where front and rear plates sit on a camera that looks along the road: a cover-all, not a
-    plate finder. The blur kernel grows with each box so that a large face is not left legible.
-
-    Args:
-        frame: A BGR (or RGB) frame.
-        detections: All detections of the frame (not only the tracked ones).
-        people: Blur boxes of class ``person``.
-        plates: Blur the lower part of vehicle boxes.
-
-    Returns:
-        The blurred copy (the input is not changed).
-    """
-    out = frame.copy()
-    names = _class_names(detections)
-    boxes = []
-    for box, name in zip(detections.xyxy, names, strict=True):
-        x1, y1, x2, y2 = (float(v) for v in box)
-        if people and name == "person":
-            boxes.append((x1, y1, x2, y2))
-        elif plates and name in VEHICLE_CLASSES:
-            boxes.append((x1, y2 - PLATE_SHARE * (y2 - y1), x2, y2))
-    for x1, y1, x2, y2 in boxes:
-        region = sv.Detections(xyxy=np.array([[x1, y1, x2, y2]], dtype=np.float32))
-        kernel = max(9, int(max(x2 - x1, y2 - y1) / 3))
-        out = sv.BlurAnnotator(kernel_size=kernel).annotate(out, region)
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -843,39 +256,6 @@ def count_error(counted: Mapping[str, int], truth: Mapping[str, int]) -> dict[st
     return out
 
 
-# --------------------------------------------------------------------------------------------
-# The runner
-# --------------------------------------------------------------------------------------------
-
-
-class _VideoOut:
-    """An OpenCV video written to a temporary file and renamed into place when complete."""
-
-    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
-        suffix = path.suffix.lower()
-        if suffix not in VIDEO_CODECS:
-            raise ValueError(f"Video {path}: use one of {', '.join(VIDEO_CODECS)}.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-        os.close(fd)
-        self.path, self.tmp = path, Path(tmp)
-        fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[suffix])
-        self.writer = cv2.VideoWriter(str(self.tmp), fourcc, fps, size)
-        if not self.writer.isOpened():
-            self.tmp.unlink(missing_ok=True)
-            raise RuntimeError(f"OpenCV cannot write {suffix} video ({VIDEO_CODECS[suffix]}).")
-
-    def write(self, frame: np.ndarray) -> None:
-        self.writer.write(frame)
-
-    def close(self, keep: bool) -> None:
-        self.writer.release()
-        if keep:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
-
-
 class _Annotator:
     """supervision's annotators for one run: boxes, ids, traces, the line, the zone, a banner."""
 
@@ -910,7 +290,7 @@ class _Annotator:
         if zone is not None:
             out = sv.draw_polygon(out, zone, color=sv.Color.YELLOW, thickness=1)
         if len(tracked):
-            names = _class_names(tracked)
+            names = detection_class_names(tracked)
             labels = [f"#{t} {n}" for t, n in zip(tracked.tracker_id, names, strict=True)]
             out = self.trace.annotate(out, tracked)
             out = self.box.annotate(out, tracked)
@@ -931,7 +311,7 @@ class _Annotator:
 
 def _merge(parts: list[sv.Detections]) -> sv.Detections:
     parts = [p for p in parts if len(p)]
-    return sv.Detections.merge(parts) if parts else _with_ids(_empty(), np.zeros(0, int))
+    return sv.Detections.merge(parts) if parts else _with_ids(empty_detections(), np.zeros(0, int))
 
 
 def _with_ids(detections: sv.Detections, ids: np.ndarray) -> sv.Detections:
@@ -961,14 +341,15 @@ def count_traffic(
     Args:
         source: A folder of frames or a video file.
         detector: ``(BGR frame, frame index) -> sv.Detections`` with project class ids
-            (:func:`ground_truth_detector`, :func:`yolo_detector`, :func:`motion_detector`).
+            (see :mod:`tcv_helpers.count.detectors`).
         line: The counting line.
         zone: A polygon (``(N, 2)`` pixels) for occupancy and congestion (None: none).
         fps: Frames per second (required for a folder; a video's own rate otherwise).
         video: Where to write the annotated video (``.mp4`` with mp4v or ``.avi`` with MJPG);
             None writes none. The file appears only when complete.
         people: Blur people before anything is drawn or stored.
-        plates: Also blur the lower part of vehicle boxes (see :func:`blur_privacy`).
+        plates: Also blur the lower part of vehicle boxes (see
+            :func:`tcv_helpers.count.privacy.blur_privacy`).
         stride: Use every ``stride``-th frame.
         max_frames: Stop after this many frames.
         tracker: ByteTrack settings that replace :data:`TRACKER_DEFAULTS`.
@@ -1018,7 +399,7 @@ def count_traffic(
     )
     keep = set(np.linspace(0, max(expected - 1, 0), num=max(samples, 0), dtype=int).tolist())
     annotate = _Annotator(step_fps, info.size) if (video or samples) else None
-    out = _VideoOut(Path(video), step_fps, info.size) if video else None
+    out = VideoOut(Path(video), step_fps, info.size) if video else None
 
     last: dict[int, tuple[int, np.ndarray, str]] = {}  # track id -> (step, box, class) last seen
     trail: dict[int, deque] = {}  # track id -> recent (time, x, y) of its anchor
@@ -1035,7 +416,7 @@ def count_traffic(
         step: int, index: int, frame: np.ndarray, raw: sv.Detections, tracked: sv.Detections
     ) -> None:
         t = index / fps
-        names = _class_names(tracked)
+        names = detection_class_names(tracked)
         for box, tid, name in zip(tracked.xyxy, tracked.tracker_id, names, strict=True):
             last[int(tid)] = (step, box, str(name))
         # Tracks the tracker still remembers but did not see keep their last box, so that
@@ -1047,10 +428,11 @@ def count_traffic(
         everyone = _merge(
             [
                 _with_ids(
-                    _detections(tracked.xyxy, names, np.ones(len(tracked))), tracked.tracker_id
+                    project_detections(tracked.xyxy, names, np.ones(len(tracked))),
+                    tracked.tracker_id,
                 ),
                 _with_ids(
-                    _detections(
+                    project_detections(
                         np.array([h[1] for h in held]), [h[2] for h in held], np.ones(len(held))
                     ),
                     [h[0] for h in held],
@@ -1058,7 +440,7 @@ def count_traffic(
             ]
         )
         went_in, went_out = line_zone.trigger(everyone)
-        everyone_names = _class_names(everyone)
+        everyone_names = detection_class_names(everyone)
         for k in np.flatnonzero(went_in | went_out):
             crossings.append(
                 (
@@ -1129,7 +511,7 @@ def count_traffic(
                     f"The detector returned {type(raw).__name__} for frame {index} of "
                     f"{info.path}; it must return sv.Detections."
                 )
-            names = _class_names(raw)
+            names = detection_class_names(raw)
             vehicles = raw[np.isin(names, VEHICLE_CLASSES)] if len(raw) else raw
             tracked = byte_track.update(vehicles)
             ids = tracked.tracker_id if tracked.tracker_id is not None else np.zeros(0, int)
@@ -1186,90 +568,9 @@ def count_traffic(
     )
 
 
-def read_video(
-    path: str | os.PathLike, *, count: int = 4
-) -> tuple[int, list[tuple[int, np.ndarray]]]:
-    """Reads a video back: how many frames it has, and ``count`` of them (RGB), evenly spread.
-
-    Raises:
-        FileNotFoundError: If the file does not exist.
-        ValueError: If it is not a readable video.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist.")
-    capture = cv2.VideoCapture(str(path))
-    frames: list[np.ndarray] = []
-    try:
-        while capture.isOpened():
-            ok, frame = capture.read()
-            if not ok:
-                break
-            frames.append(frame)
-    finally:
-        capture.release()
-    if not frames:
-        raise ValueError(f"{path} is not a readable video, or it has no frames.")
-    picks = np.unique(np.linspace(0, len(frames) - 1, num=max(count, 1), dtype=int))
-    return len(frames), [(int(i), cv2.cvtColor(frames[i], cv2.COLOR_BGR2RGB)) for i in picks]
-
-
 # --------------------------------------------------------------------------------------------
 # Plots (each returns a matplotlib Figure)
 # --------------------------------------------------------------------------------------------
-
-
-def draw_layout(
-    frame: np.ndarray, line: CountingLine, zone: np.ndarray | None = None
-) -> np.ndarray:
-    """A copy of a BGR frame with the counting line (arrow: "in" side) and the zone drawn."""
-    out = frame.copy()
-    if zone is not None:
-        out = sv.draw_polygon(out, np.asarray(zone, dtype=int), color=sv.Color.YELLOW, thickness=2)
-    start, end = (tuple(round(v) for v in p) for p in (line.start, line.end))
-    out = sv.draw_line(out, sv.Point(*start), sv.Point(*end), color=sv.Color.RED, thickness=2)
-    middle = np.mean([start, end], axis=0)
-    tip = middle + 30 * np.array(INWARD[line.inward])
-    cv2.arrowedLine(
-        out,
-        tuple(int(v) for v in middle),
-        tuple(int(v) for v in tip),
-        (0, 0, 255),
-        2,
-        tipLength=0.35,
-    )
-    cv2.putText(
-        out, "in", tuple(int(v) + 6 for v in tip), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 255), 2
-    )
-    return out
-
-
-def plot_frames(
-    images: Sequence[np.ndarray],
-    *,
-    titles: Sequence[str] | None = None,
-    cols: int = 2,
-    width: float = 12.0,
-) -> Figure:
-    """RGB images in a grid.
-
-    Raises:
-        ValueError: If no image is given.
-    """
-    if not images:
-        raise ValueError("plot_frames needs at least one image.")
-    rows = -(-len(images) // cols)
-    height, w = images[0].shape[:2]
-    fig = Figure(figsize=(width, width / cols * height / w * rows + 0.4 * rows))
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    for k, ax in enumerate(axes):
-        ax.set_axis_off()
-        if k < len(images):
-            ax.imshow(images[k])
-            if titles:
-                ax.set_title(titles[k], fontsize=9)
-    fig.tight_layout()
-    return fig
 
 
 def plot_counts(table: pd.DataFrame, *, seconds: float = 60.0) -> Figure:

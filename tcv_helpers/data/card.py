@@ -5,17 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import yaml
 from PIL import Image
 
+from tcv_helpers.data.dataset import Dataset
 from tcv_helpers.data.labels import (
-    IMAGE_SUFFIXES,
     MANAUS,
     MANAUS_ATTRIBUTION,
     LabeledFrame,
     label_path_for,
     read_manifest,
-    read_yolo_labels,
 )
 
 
@@ -23,14 +21,12 @@ def _sample_example(sample_data: Path) -> LabeledFrame | None:
     root = sample_data / MANAUS
     if not (root / "data.yaml").is_file():
         return None
-    names = yaml.safe_load((root / "data.yaml").read_text(encoding="utf-8"))["names"]
-    names = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
-    images = sorted(
-        p for p in (root / "test" / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    dataset = Dataset.from_yaml(root)
+    if "test" not in dataset.splits:
+        return None
     best: tuple[int, int, Path] | None = None
-    for image_path in images:  # the test frame showing the most classes, then the most objects
-        label = root / "test" / "labels" / f"{image_path.stem}.txt"
+    for image_path in dataset.unique_images("test"):  # most classes shown, then most objects
+        label = dataset.label_path(image_path)
         if label.is_file():
             ids = [
                 ln.split()[0] for ln in label.read_text(encoding="utf-8").splitlines() if ln.strip()
@@ -41,13 +37,13 @@ def _sample_example(sample_data: Path) -> LabeledFrame | None:
     if best is None:
         return None
     image = Image.open(best[2]).convert("RGB")
-    boxes, ids = read_yolo_labels(root / "test" / "labels" / f"{best[2].stem}.txt", *image.size)
+    found = dataset.annotations(best[2], size=image.size)
     return LabeledFrame(
         image=image,
-        boxes=boxes,
-        class_names=[names[i] for i in ids],
+        boxes=found.xyxy,
+        class_names=[dataset.names[i] for i in found.class_id],
         polygons=None,
-        source=f"sample data: {MANAUS}/test/images/{best[2].name}",
+        source=f"sample data: {MANAUS}/{Path(os.path.relpath(best[2], root.resolve())).as_posix()}",
         attribution=MANAUS_ATTRIBUTION,
     )
 
@@ -104,8 +100,7 @@ def data_card(
     """
     root = Path(root)
     manifest = read_manifest(root / "manifest.csv")
-    names = yaml.safe_load((root / "data.yaml").read_text(encoding="utf-8"))["names"]
-    names = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
+    names = Dataset.from_yaml(root).names
     counts = {n: 0 for n in names}
     for image in manifest["image"]:
         label = label_path_for(root / image)

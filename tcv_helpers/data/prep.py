@@ -7,8 +7,9 @@ Five pieces of the stage between raw labelled frames and training:
   not generalisation. :func:`group_split` keeps every group in one split and stratifies classes;
   :func:`near_duplicate_groups` makes groups from perceptual hashes; :func:`split_report` shows
   the result.
-* **Preprocessing shown.** :func:`letterbox` (Ultralytics' own ``LetterBox``), box mapping and
-  :func:`normalize` turn a frame into the tensor a YOLO model receives.
+* **Preprocessing shown.** :func:`tcv_helpers.imaging.letterbox` (the package's one letterbox,
+  pixel for pixel Ultralytics' ``LetterBox``), :func:`boxes_to_letterbox` and :func:`normalize`
+  turn a frame and its boxes into the tensor a YOLO model receives.
 * **Augmentation preview.** :func:`augment` applies one augmentation with torchvision's v2
   transforms (boxes move with the image) or a photometric weather effect.
 * **Class imbalance.** :func:`class_counts`, :func:`oversample` and :func:`write_image_list`
@@ -35,7 +36,13 @@ from matplotlib.patches import Rectangle
 from PIL import Image, ImageDraw, ImageFilter
 
 from tcv_helpers.data.labels import IMAGE_SUFFIXES, label_path_for, read_yolo_labels
-from tcv_helpers.imaging import NEAR_DUPLICATE_DISTANCE, perceptual_hash, read_image
+from tcv_helpers.imaging import (
+    NEAR_DUPLICATE_DISTANCE,
+    image_array,
+    letterbox,
+    perceptual_hash,
+    read_image,
+)
 from tcv_helpers.io import atomic_write_text
 from tcv_helpers.project import PROJECT_CLASSES
 from tcv_helpers.viz import COLOURS
@@ -297,21 +304,6 @@ def split_report(
 # --------------------------------------------------------------------------------------------
 
 
-def _rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
-    """An ``(H, W, 3)`` uint8 array from a PIL image or an array (grey arrays get 3 channels)."""
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"expected a PIL image or a numpy array, got {type(image).__name__}.")
-    if image.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image array, got dtype {image.dtype}.")
-    if image.ndim == 2:
-        image = np.stack([image] * 3, axis=-1)
-    if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
-        raise ValueError(f"expected an (H, W, 3) or (H, W) image array, got shape {image.shape}.")
-    return image
-
-
 def _xyxy(boxes: np.ndarray | sv.Detections) -> np.ndarray:
     array = boxes.xyxy if isinstance(boxes, sv.Detections) else np.asarray(boxes, dtype=float)
     if array.size == 0:
@@ -321,50 +313,6 @@ def _xyxy(boxes: np.ndarray | sv.Detections) -> np.ndarray:
     return array.astype(np.float32)
 
 
-def letterbox(
-    image: Image.Image | np.ndarray, size: int, *, stride: int = 32, auto: bool = False
-) -> tuple[np.ndarray, float, tuple[int, int]]:
-    """Resizes and pads a frame the way Ultralytics does before a YOLO model sees it.
-
-    Uses ``ultralytics.data.augment.LetterBox``: the frame is scaled to fit ``size`` keeping its
-    aspect ratio, and the rest is padded with grey (114), centred. With ``auto=False`` (training
-    and validation) the result is ``size`` x ``size``; with ``auto=True`` (what ``predict`` does
-    for PyTorch models) the padding is only what makes each side a multiple of ``stride``.
-
-    Args:
-        image: An RGB PIL image or ``(H, W, 3)`` uint8 array.
-        size: The model's input size (``imgsz``), a multiple of ``stride``.
-        stride: The model's largest stride.
-        auto: Pad to the smallest multiple of ``stride`` instead of the full square.
-
-    Returns:
-        ``(array, scale, (left, top))``: the letterboxed ``(H', W', 3)`` uint8 RGB array, the
-        scale applied to the frame, and the padding added on the left and at the top.
-
-    Raises:
-        ValueError: If ``size`` or ``stride`` is not positive, ``size`` is not a multiple of
-            ``stride``, or the array is not an ``(H, W, 3)`` uint8 image.
-        TypeError: If ``image`` is neither a PIL image nor an array.
-
-    Example:
-        >>> out, scale, pad = letterbox(np.zeros((360, 640, 3), np.uint8), 320)
-        >>> out.shape, scale, pad
-        ((320, 320, 3), 0.5, (0, 70))
-    """
-    from ultralytics.data.augment import LetterBox
-
-    for name, value in (("size", size), ("stride", stride)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive whole number, got {value!r}.")
-    if size % stride:
-        raise ValueError(f"size must be a multiple of stride {stride}, got {size}.")
-    array = _rgb_array(image)
-    transform = LetterBox(new_shape=(size, size), auto=auto, stride=stride)
-    params = transform.get_params({"img": array})
-    out = transform.apply_image({"img": array}, params)["img"]
-    return out, float(params["ratio"][0]), (int(params["left"]), int(params["top"]))
-
-
 def boxes_to_letterbox(
     xyxy: np.ndarray | sv.Detections, scale: float, pad: tuple[int, int]
 ) -> np.ndarray:
@@ -372,8 +320,8 @@ def boxes_to_letterbox(
 
     Args:
         xyxy: ``(N, 4)`` boxes in the original frame's pixels, or detections.
-        scale: The scale :func:`letterbox` returned.
-        pad: The ``(left, top)`` padding :func:`letterbox` returned.
+        scale: The scale :func:`tcv_helpers.imaging.letterbox` returned.
+        pad: The ``(left, top)`` padding it returned.
 
     Returns:
         ``(N, 4)`` float32 boxes in the letterboxed frame's pixels.
@@ -396,7 +344,7 @@ def normalize(array: np.ndarray) -> np.ndarray:
     """The frame as a model receives it: float32 in [0, 1], channels first (``C, H, W``).
 
     Args:
-        array: An ``(H, W, 3)`` uint8 RGB array (e.g. from :func:`letterbox`).
+        array: An ``(H, W, 3)`` uint8 RGB array (e.g. from :func:`tcv_helpers.imaging.letterbox`).
 
     Returns:
         A contiguous ``(3, H, W)`` float32 array with values in [0, 1].
@@ -439,9 +387,9 @@ def plot_letterbox(
         A figure with two panels; the second's title gives the scale and padding.
 
     Raises:
-        ValueError: On bad boxes or size (see :func:`letterbox`).
+        ValueError: On bad boxes or size (see :func:`tcv_helpers.imaging.letterbox`).
     """
-    array = _rgb_array(image)
+    array = image_array(image)
     xyxy = _xyxy(boxes)
     out, scale, pad = letterbox(array, size)
     fig = Figure(figsize=(11, 4.6))
@@ -591,7 +539,7 @@ def augment(
         raise ValueError(f"kind must be one of {', '.join(AUGMENTATIONS)}, got {kind!r}.")
     if not isinstance(detections, sv.Detections):
         raise TypeError(f"detections must be an sv.Detections, got {type(detections).__name__}.")
-    array = _rgb_array(image)
+    array = image_array(image)
     if kind in (*GEOMETRIC_AUGMENTATIONS, "colour"):
         return _torchvision_augment(array, detections, kind, seed)
     rng = np.random.default_rng([seed, AUGMENTATIONS.index(kind)])
@@ -627,7 +575,7 @@ def plot_augmentations(
     unknown = [kind for kind in kinds if kind not in AUGMENTATIONS]
     if unknown:
         raise ValueError(f"unknown kind(s) {unknown}; known: {', '.join(AUGMENTATIONS)}.")
-    panels = [("original", _rgb_array(image), detections)]
+    panels = [("original", image_array(image), detections)]
     for kind in kinds:
         out, moved = augment(image, detections, kind, seed=seed)
         panels.append((kind, np.asarray(out), moved))
@@ -854,7 +802,7 @@ def plot_class_balance(before: pd.Series, after: pd.Series) -> Figure:
 def _frame_array(frame: np.ndarray | Image.Image | str | os.PathLike) -> np.ndarray:
     if isinstance(frame, str | os.PathLike):
         return np.asarray(read_image(frame))
-    return _rgb_array(frame)
+    return image_array(frame)
 
 
 def propose_by_motion(

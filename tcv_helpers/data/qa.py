@@ -1,123 +1,62 @@
 """Label and image QA for a YOLO dataset: find broken files, bad boxes and leakage; write a fix.
 
-A dataset is a folder with a ``data.yaml`` (the Ultralytics dataset file) whose ``train``, ``val``
-and (optional) ``test`` entries name image folders, relative to the folder of ``data.yaml`` or to
-its ``path:`` key when given. Each image's label file is found by Ultralytics' rule: the last
-``/images/`` component of the path becomes ``/labels/`` and the suffix becomes ``.txt``, so both
-the Ultralytics layout (``images/train``, ``labels/train``) and the Roboflow layout
-(``train/images``, ``train/labels``) work.
+The dataset is read by :class:`~tcv_helpers.data.dataset.Dataset`, so the images checked are
+exactly the ones Ultralytics trains on: split folders, ``.txt`` image lists (the relabel loop's
+merged sets), Roboflow's ``../train/images`` entries and the ``path:`` key are resolved by
+Ultralytics' rules, and whatever would stop Ultralytics (a missing key, a split that is not
+there) is an issue naming the key and the paths tried. Each image's label file is found by
+Ultralytics' rule: the last ``/images/`` component of the path becomes ``/labels/`` and the
+suffix becomes ``.txt``.
 
-:func:`check_dataset` reports every problem as an :class:`Issue` naming the file (relative to the
-dataset folder) and the line; :func:`fix_dataset` writes a cleaned copy. Each image is decoded
-once (in a small process pool for large datasets); near-duplicates are found from 64-bit
-perceptual hashes packed into ``uint64`` and compared with XOR and popcount, bucketed by hash
-chunks for large datasets (two hashes at most ``d`` bits apart agree exactly on at least one of
-``d + 1`` chunks), so no Python loop runs over all pairs.
+:func:`check_dataset` reports every problem as an :class:`~tcv_helpers.data.qa_checks.Issue`
+naming the file (relative to the dataset folder) and the line; :func:`fix_dataset` writes a
+cleaned copy; :func:`plant_defects` makes a copy with one defect of each kind, for teaching. The
+checks of single files (label lines, decoding, perceptual hashes) are in
+:mod:`tcv_helpers.data.qa_checks`.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
-import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
-import yaml
-
+from tcv_helpers.data.dataset import SPLIT_KEYS, Dataset, yaml_path
 from tcv_helpers.data.labels import IMAGE_SUFFIXES, label_path_for
-from tcv_helpers.imaging import (
-    NEAR_DUPLICATE_DISTANCE,
-    SUFFIX_TYPES,
-    ImageError,
-    decode_image,
-    perceptual_hash,
-    sniff_type,
+from tcv_helpers.data.qa_checks import (
+    ImageInfo,
+    Issue,
+    LabelResult,
+    inspect_all,
+    issue,
+    near_duplicate_pairs,
+    read_label,
 )
+from tcv_helpers.imaging import NEAR_DUPLICATE_DISTANCE, SUFFIX_TYPES, sniff_type
 from tcv_helpers.io import atomic_write_bytes, atomic_write_text
 
-Severity = Literal["error", "warning"]
-
-#: How far (normalised units) a box edge may lie outside ``[0, 1]`` before it is an error.
-BOX_TOLERANCE = 0.01
-#: Smallest normalised width or height of a box; anything at or below has no area.
-MIN_BOX_SIDE = 1e-6
-#: Boxes of one class in one file overlapping more than this (IoU) are duplicates.
-DUPLICATE_IOU = 0.95
-#: Share of a box's area that must lie inside the image for :func:`fix_dataset` to clip it.
-MIN_INSIDE_FRACTION = 0.5
-#: Split keys of ``data.yaml``, in leakage order: a near-duplicate is dropped from the later one.
-SPLIT_KEYS = ("train", "val", "test")
-REQUIRED_SPLITS = ("train", "val")
-
-#: Every kind of issue, with its usual severity (``missing_label`` can be made an error).
-ISSUE_KINDS: dict[str, Severity] = {
-    "bad_data_yaml": "error",
-    "missing_split": "error",
-    "split_overlap": "error",
-    "empty_file": "error",
-    "corrupt_image": "error",
-    "truncated_image": "error",
-    "extension_mismatch": "warning",
-    "missing_label": "warning",
-    "orphan_label": "error",
-    "unreadable_label": "error",
-    "malformed_line": "error",
-    "non_numeric": "error",
-    "nan_value": "error",
-    "class_out_of_range": "error",
-    "zero_area": "error",
-    "box_outside": "error",
-    "duplicate_box": "error",
-    "near_duplicate_in_split": "warning",
-    "near_duplicate_across_splits": "error",
-    "class_imbalance": "warning",
-}
 #: Kinds about ``data.yaml`` itself, which :func:`fix_dataset` cannot repair.
 CONFIG_KINDS = frozenset({"bad_data_yaml", "missing_split", "split_overlap"})
 #: Kinds for which :func:`fix_dataset` drops the image (and its label).
 DROPPED_IMAGE_KINDS = frozenset(
-    {"empty_file", "corrupt_image", "truncated_image", "unreadable_label"}
+    {"missing_image", "empty_file", "corrupt_image", "truncated_image", "unreadable_label"}
 )
+#: What each kind of :class:`~tcv_helpers.data.dataset.DatasetProblem` is as an issue.
+PROBLEM_ISSUES: dict[str, str] = {
+    "unreadable": "bad_data_yaml",
+    "invalid": "bad_data_yaml",
+    "missing_key": "bad_data_yaml",
+    "missing_split": "missing_split",
+}
 
 _POOL_MIN_IMAGES = 128
-_BRUTE_FORCE_MAX = 4096
 _SUFFIX_FOR_TYPE = {"jpeg": ".jpg", "png": ".png", "gif": ".gif", "bmp": ".bmp", "webp": ".webp"}
-_BYTESIO_REPR = re.compile(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
-
-
-@dataclass(frozen=True)
-class Issue:
-    """One problem found in a dataset.
-
-    Attributes:
-        kind: What is wrong (a key of :data:`ISSUE_KINDS`).
-        severity: ``"error"`` (breaks training or evaluation) or ``"warning"``.
-        file: The file, as a POSIX path relative to the dataset folder.
-        line: 1-based line number in a label file, or None.
-        message: What is wrong, for a person.
-    """
-
-    kind: str
-    severity: Severity
-    file: str
-    line: int | None
-    message: str
-
-    def format(self) -> str:
-        """The issue as one line: ``file:line: severity kind: message``.
-
-        Returns:
-            The line, without the line number when there is none.
-        """
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where}: {self.severity} {self.kind}: {self.message}"
+#: Where :func:`fix_dataset` puts images that lie outside the dataset root (a list's frames).
+OUTSIDE_FOLDER = "outside"
 
 
 @dataclass(frozen=True)
@@ -224,27 +163,6 @@ class QAReport:
         return "\n".join(issue.format() for issue in self.issues)
 
 
-@dataclass(frozen=True)
-class _Config:
-    """What ``data.yaml`` says, resolved to folders."""
-
-    base: Path
-    yaml: dict[str, Any]
-    names: tuple[str, ...]
-    splits: dict[str, list[Path]]
-
-
-@dataclass(frozen=True)
-class _ImageInfo:
-    """What decoding one image found (picklable, made in a worker process)."""
-
-    size: int
-    kind: str | None
-    problem: str | None
-    message: str
-    hash: int | None
-
-
 @dataclass
 class _Entry:
     """One image of the dataset, its label and what was found."""
@@ -252,17 +170,8 @@ class _Entry:
     split: str
     image: Path
     label: Path
-    info: _ImageInfo | None = None
+    info: ImageInfo | None = None
     has_label: bool = False
-
-
-@dataclass(frozen=True)
-class _LabelResult:
-    """Issues of one label file, the valid class ids, and the lines of its cleaned copy."""
-
-    issues: list[Issue]
-    classes: list[int]
-    fixed_lines: list[str]
 
 
 def _labels_dir_for(images_dir: Path) -> Path:
@@ -276,436 +185,47 @@ def _rel(path: Path, root: Path) -> str:
         return Path(os.path.relpath(path, root)).as_posix()
 
 
-def _issue(kind: str, file: str, message: str, line: int | None = None) -> Issue:
-    return Issue(kind, ISSUE_KINDS[kind], file, line, message)
+def _read_dataset(yaml_file: Path, root: Path) -> tuple[Dataset | None, list[Issue]]:
+    """The dataset as far as it resolves, and an issue for each problem of its yaml file."""
+    dataset, problems = Dataset.read(yaml_file)
+    name = _rel(yaml_file, root)
+    return dataset, [issue(PROBLEM_ISSUES[p.kind], name, p.message) for p in problems]
 
 
-def _read_config(root: Path) -> tuple[_Config | None, list[Issue]]:
-    """Reads and checks ``data.yaml``; returns the config (None when unusable) and issues."""
-    yaml_file = root / "data.yaml"
-    if not yaml_file.is_file():
-        return None, [_issue("bad_data_yaml", "data.yaml", f"no data.yaml in {root}")]
-    try:
-        data = yaml.safe_load(yaml_file.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        return None, [_issue("bad_data_yaml", "data.yaml", f"cannot be parsed: {exc}")]
-    if not isinstance(data, dict):
-        return None, [
-            _issue("bad_data_yaml", "data.yaml", "expected a mapping of keys (train, val, names)")
-        ]
-    issues: list[Issue] = []
-    raw_names = data.get("names")
-    names: tuple[str, ...] = ()
-    if isinstance(raw_names, dict) and all(isinstance(k, int) for k in raw_names):
-        if sorted(raw_names) != list(range(len(raw_names))):
-            issues.append(
-                _issue("bad_data_yaml", "data.yaml", "key 'names': class ids must be 0..n-1")
-            )
-        names = tuple(str(raw_names[k]) for k in sorted(raw_names))
-    elif isinstance(raw_names, list) and raw_names:
-        names = tuple(str(n) for n in raw_names)
-    else:
-        issues.append(
-            _issue(
-                "bad_data_yaml",
-                "data.yaml",
-                "key 'names' is missing or not a list / {id: name} mapping of class names",
-            )
-        )
-    if "nc" in data and names and data["nc"] != len(names):
-        issues.append(
-            _issue(
-                "bad_data_yaml",
-                "data.yaml",
-                f"key 'nc' is {data['nc']!r} but 'names' lists {len(names)} classes",
-            )
-        )
-    base = root
-    if data.get("path"):
-        base = Path(str(data["path"]))
-        base = base if base.is_absolute() else root / base
-    splits: dict[str, list[Path]] = {}
-    for key in SPLIT_KEYS:
-        value = data.get(key)
-        if value in (None, ""):
-            if key in REQUIRED_SPLITS:
-                issues.append(_issue("bad_data_yaml", "data.yaml", f"key '{key}' is missing"))
-            continue
-        entries = value if isinstance(value, list) else [value]
-        if not all(isinstance(e, str) and e for e in entries):
-            issues.append(
-                _issue(
-                    "bad_data_yaml", "data.yaml", f"key '{key}' must be a folder or list of folders"
-                )
-            )
-            continue
-        folders = []
-        for entry in entries:
-            folder = Path(entry) if Path(entry).is_absolute() else base / entry
-            if folder.is_dir():
-                folders.append(folder)
-            elif folder.exists():
-                issues.append(
-                    _issue(
-                        "bad_data_yaml",
-                        "data.yaml",
-                        f"key '{key}': {entry!r} is a file; expected an image folder",
-                    )
-                )
-            else:
-                issues.append(
-                    _issue(
-                        "missing_split",
-                        "data.yaml",
-                        f"key '{key}': image folder {entry!r} does not exist "
-                        f"(looked for {_rel(folder, root)})",
-                    )
-                )
-        if folders:
-            splits[key] = folders
-    return _Config(base=base, yaml=data, names=names, splits=splits), issues
-
-
-def _inspect_image(path: str) -> _ImageInfo:
-    """Reads, sniffs, fully decodes and hashes one image (runs in a worker process)."""
-    file = Path(path)
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        return _ImageInfo(0, None, "corrupt_image", f"cannot be read ({exc})", None)
-    if not data:
-        return _ImageInfo(0, None, "empty_file", "image file is empty (0 bytes)", None)
-    kind = sniff_type(data)
-    try:
-        image = decode_image(data)
-    except ImageError as exc:
-        message = _BYTESIO_REPR.sub("", str(exc))
-        problem = "truncated_image" if "truncated" in message.lower() else "corrupt_image"
-        return _ImageInfo(len(data), kind, problem, message, None)
-    if kind == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
-        return _ImageInfo(
-            len(data), kind, "truncated_image", "JPEG has no end-of-image marker", None
-        )
-    factor = max(1, min(image.size) // 64)
-    small = image.reduce(factor) if factor > 1 else image
-    bits = np.asarray(perceptual_hash(small).hash, dtype=bool).ravel()
-    return _ImageInfo(len(data), kind, None, "", int.from_bytes(np.packbits(bits).tobytes(), "big"))
-
-
-def _inspect_all(paths: Sequence[Path], workers: int, progress: bool) -> list[_ImageInfo]:
-    """Inspects every image, in a process pool when ``workers`` > 1."""
-    names = [str(p) for p in paths]
-    if workers > 1 and len(names) > 1:
-        pool = ProcessPoolExecutor(max_workers=workers)
-        results: Iterable[_ImageInfo] = pool.map(_inspect_image, names, chunksize=16)
-    else:
-        pool = None
-        results = map(_inspect_image, names)
-    try:
-        if progress:
-            from tqdm.auto import tqdm
-
-            results = tqdm(results, total=len(names), desc="images", unit="img")
-        return list(results)
-    finally:
-        if pool is not None:
-            pool.shutdown()
-
-
-def _popcount(values: np.ndarray) -> np.ndarray:
-    """Number of set bits of each ``uint64``."""
-    if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(values).astype(np.int64)
-    table = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
-    return table[values.view(np.uint8).reshape(*values.shape, 8)].sum(axis=-1)
-
-
-def near_duplicate_pairs(
-    hashes: Sequence[int] | np.ndarray,
-    max_distance: int = NEAR_DUPLICATE_DISTANCE,
-    *,
-    method: Literal["auto", "brute", "buckets"] = "auto",
-) -> list[tuple[int, int, int]]:
-    """All pairs of 64-bit hashes at most ``max_distance`` bits apart.
-
-    ``brute`` compares every pair with vectorised XOR and popcount, block by block. ``buckets``
-    splits the 64 bits into ``max_distance + 1`` chunks: two hashes within the distance agree
-    exactly on at least one chunk (pigeonhole), so only hashes sharing a chunk value are
-    compared. ``auto`` picks brute force for up to a few thousand hashes.
-
-    Args:
-        hashes: The hashes as unsigned 64-bit integers (bit ``i`` of the pHash = bit ``63 - i``).
-        max_distance: Largest Hamming distance counted as a near-duplicate.
-        method: ``auto``, ``brute`` or ``buckets``.
-
-    Returns:
-        ``(i, j, distance)`` with ``i < j``, sorted.
-
-    Raises:
-        ValueError: For an unknown method or a negative distance.
-    """
-    if max_distance < 0:
-        raise ValueError(f"max_distance must be >= 0, got {max_distance}")
-    if method not in ("auto", "brute", "buckets"):
-        raise ValueError(f"unknown method {method!r}: use auto, brute or buckets")
-    values = np.asarray(hashes, dtype=np.uint64).ravel()
-    n = len(values)
-    if n < 2:
-        return []
-    if method == "auto":
-        method = "brute" if n <= _BRUTE_FORCE_MAX or max_distance >= 16 else "buckets"
-    left: list[np.ndarray] = []
-    right: list[np.ndarray] = []
-    if method == "brute":
-        block = 1024
-        for start in range(0, n, block):
-            rows = values[start : start + block]
-            dist = _popcount(rows[:, None] ^ values[None, :])
-            i, j = np.nonzero(dist <= max_distance)
-            i = i + start
-            keep = i < j
-            left.append(i[keep])
-            right.append(j[keep])
-    else:
-        chunks = min(max_distance + 1, 64)
-        bounds = np.linspace(0, 64, chunks + 1).astype(int)
-        for lo, hi in itertools.pairwise(bounds.tolist()):
-            mask = np.uint64((1 << hi - lo) - 1)
-            keys = (values >> np.uint64(lo)) & mask
-            order = np.argsort(keys, kind="stable")
-            sorted_keys = keys[order]
-            starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-            ends = np.r_[starts[1:], n]
-            for s, e in zip(starts[ends - starts > 1], ends[ends - starts > 1], strict=True):
-                members = order[s:e]
-                a, b = np.triu_indices(len(members), 1)
-                i, j = members[a], members[b]
-                left.append(np.minimum(i, j))
-                right.append(np.maximum(i, j))
-    if not left:
-        return []
-    i = np.concatenate(left).astype(np.int64)
-    j = np.concatenate(right).astype(np.int64)
-    if i.size == 0:
-        return []
-    pair_ids = np.unique(i * n + j)
-    i, j = pair_ids // n, pair_ids % n
-    dist = _popcount(values[i] ^ values[j])
-    keep = dist <= max_distance
-    return [(int(a), int(b), int(d)) for a, b, d in zip(i[keep], j[keep], dist[keep], strict=True)]
-
-
-def _xyxy(coords: Sequence[float], polygon: bool) -> tuple[float, float, float, float]:
-    if polygon:
-        xs, ys = coords[0::2], coords[1::2]
-        return min(xs), min(ys), max(xs), max(ys)
-    cx, cy, w, h = coords
-    return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
-
-
-def _inside_fraction(box: tuple[float, float, float, float]) -> float:
-    x1, y1, x2, y2 = box
-    area = (x2 - x1) * (y2 - y1)
-    if area <= 0:
-        return 0.0
-    inner = max(0.0, min(x2, 1.0) - max(x1, 0.0)) * max(0.0, min(y2, 1.0) - max(y1, 0.0))
-    return inner / area
-
-
-def _clip_line(cls: int, coords: list[float], polygon: bool) -> str | None:
-    """The line with its coordinates clipped to the image, or None if nothing usable is left."""
-    if polygon:
-        clipped = [min(max(v, 0.0), 1.0) for v in coords]
-        x1, y1, x2, y2 = _xyxy(clipped, True)
-        if x2 - x1 <= MIN_BOX_SIDE or y2 - y1 <= MIN_BOX_SIDE:
-            return None
-        return " ".join([str(cls), *(f"{v:.6g}" for v in clipped)])
-    x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) for v in _xyxy(coords, False))
-    w, h = x2 - x1, y2 - y1
-    if w <= MIN_BOX_SIDE or h <= MIN_BOX_SIDE:
-        return None
-    return f"{cls} {(x1 + x2) / 2:.6g} {(y1 + y2) / 2:.6g} {w:.6g} {h:.6g}"
-
-
-def _duplicates(boxes: list[tuple[int, tuple[float, float, float, float]]]) -> dict[int, int]:
-    """Index of each box that duplicates an earlier one -> index of that earlier box."""
-    if len(boxes) < 2:
-        return {}
-    classes = np.array([c for c, _ in boxes])
-    xyxy = np.array([b for _, b in boxes], dtype=np.float64)
-    x1, y1, x2, y2 = xyxy.T
-    area = (x2 - x1) * (y2 - y1)
-    iw = np.clip(np.minimum(x2[:, None], x2[None]) - np.maximum(x1[:, None], x1[None]), 0, None)
-    ih = np.clip(np.minimum(y2[:, None], y2[None]) - np.maximum(y1[:, None], y1[None]), 0, None)
-    inter = iw * ih
-    union = area[:, None] + area[None] - inter
-    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    same = (classes[:, None] == classes[None]) & (
-        (iou > DUPLICATE_IOU) | np.all(xyxy[:, None] == xyxy[None], axis=-1)
-    )
-    found: dict[int, int] = {}
-    for later in range(1, len(boxes)):
-        earlier = np.flatnonzero(same[later, :later])
-        if earlier.size:
-            found[later] = int(earlier[0])
-    return found
-
-
-def _check_label_text(text: str, file: str, n_classes: int) -> _LabelResult:
-    """Checks every line of a label file and builds the lines of its cleaned copy."""
-    issues: list[Issue] = []
-    good: list[tuple[int, int, tuple[float, float, float, float], str]] = []
-    fixed: list[tuple[int, tuple[float, float, float, float], str]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        parts = raw.split()
-        if not parts:
-            continue
-        count = len(parts)
-        if count != 5 and (count < 7 or count % 2 == 0):
-            issues.append(
-                _issue(
-                    "malformed_line",
-                    file,
-                    f"expected 5 values 'class cx cy w h' (or a polygon 'class x1 y1 x2 y2 "
-                    f"x3 y3 ...'), got {count}",
-                    number,
-                )
-            )
-            continue
-        polygon = count > 5
-        try:
-            values = [float(p) for p in parts]
-        except ValueError:
-            bad = next(p for p in parts if not _is_float(p))
-            issues.append(
-                _issue("non_numeric", file, f"value {bad!r} is not a number in {raw!r}", number)
-            )
-            continue
-        if not all(math.isfinite(v) for v in values):
-            issues.append(
-                _issue("nan_value", file, f"NaN or infinite value in {raw.strip()!r}", number)
-            )
-            continue
-        if values[0] != int(values[0]):
-            issues.append(
-                _issue("non_numeric", file, f"class id {parts[0]!r} is not an integer", number)
-            )
-            continue
-        cls, coords = int(values[0]), values[1:]
-        if not 0 <= cls < n_classes:
-            issues.append(
-                _issue(
-                    "class_out_of_range",
-                    file,
-                    f"class id {cls} is outside 0..{n_classes - 1} (data.yaml names "
-                    f"{n_classes} classes)",
-                    number,
-                )
-            )
-            continue
-        box = _xyxy(coords, polygon)
-        width, height = box[2] - box[0], box[3] - box[1]
-        if width <= MIN_BOX_SIDE or height <= MIN_BOX_SIDE:
-            issues.append(
-                _issue(
-                    "zero_area",
-                    file,
-                    f"box has no area (width {width:.6g}, height {height:.6g})",
-                    number,
-                )
-            )
-            continue
-        span = coords if polygon else box
-        outside = [v for v in span if v < -BOX_TOLERANCE or v > 1 + BOX_TOLERANCE]
-        fraction = _inside_fraction(box)
-        if outside or fraction < MIN_INSIDE_FRACTION:
-            issues.append(
-                _issue(
-                    "box_outside",
-                    file,
-                    f"box x1 y1 x2 y2 = {box[0]:.4g} {box[1]:.4g} {box[2]:.4g} {box[3]:.4g} "
-                    f"lies outside the image [0, 1] by more than {BOX_TOLERANCE} "
-                    f"({fraction:.0%} of it inside)",
-                    number,
-                )
-            )
-            if fraction >= MIN_INSIDE_FRACTION:
-                clipped = _clip_line(cls, coords, polygon)
-                if clipped is not None:
-                    fixed.append((cls, _clipped_box(box), clipped))
-            continue
-        good.append((number, cls, box, raw.strip()))
-        needs_clip = any(v < 0 or v > 1 for v in span)
-        line = _clip_line(cls, coords, polygon) if needs_clip else raw.strip()
-        if line is not None:
-            fixed.append((cls, _clipped_box(box), line))
-    duplicate_good = _duplicates([(c, b) for _, c, b, _ in good])
-    for later, earlier in duplicate_good.items():
-        issues.append(
-            _issue(
-                "duplicate_box",
-                file,
-                f"duplicates the class-{good[later][1]} box on line {good[earlier][0]}",
-                good[later][0],
-            )
-        )
-    duplicate_fixed = _duplicates([(c, b) for c, b, _ in fixed])
-    fixed_lines = [line for k, (_, _, line) in enumerate(fixed) if k not in duplicate_fixed]
-    classes = [c for k, (_, c, _, _) in enumerate(good) if k not in duplicate_good]
-    return _LabelResult(issues=issues, classes=classes, fixed_lines=fixed_lines)
-
-
-def _clipped_box(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-    x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) for v in box)
-    return x1, y1, x2, y2
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _read_label(path: Path, file: str, n_classes: int) -> _LabelResult:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return _LabelResult(
-            [_issue("unreadable_label", file, f"label file cannot be read as text ({exc})")],
-            [],
-            [],
-        )
-    return _check_label_text(text, file, n_classes)
-
-
-def _list_images(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
-
-
-def _collect(root: Path, config: _Config) -> tuple[list[_Entry], list[Issue]]:
-    """Every image of every split (each file once) and split-overlap issues."""
+def _collect(root: Path, dataset: Dataset) -> tuple[list[_Entry], list[Issue]]:
+    """Every image of every split (each file once), and missing-image and split-overlap issues."""
     entries: list[_Entry] = []
+    issues: list[Issue] = []
     seen: dict[Path, str] = {}
     overlaps: dict[tuple[str, str], list[Path]] = defaultdict(list)
-    for key, folders in config.splits.items():
-        for folder in folders:
-            for image in _list_images(folder):
-                resolved = image.resolve()
-                if resolved in seen:
-                    if seen[resolved] != key:
-                        overlaps[(seen[resolved], key)].append(image)
-                    continue
-                seen[resolved] = key
-                label = label_path_for(image)
-                entries.append(_Entry(key, image, label, has_label=label.is_file()))
-    issues = [
-        _issue(
+    for key, images in dataset.splits.items():
+        lists = [s for s in dataset.sources[key] if s.is_list]
+        for image in images:
+            if not image.is_file():
+                if image not in seen:
+                    seen[image] = key
+                    named = ", ".join(_rel(s.path, root) for s in lists) or "data.yaml"
+                    issues.append(
+                        issue(
+                            "missing_image",
+                            _rel(image, root),
+                            f"image of split '{key}' listed in {named} does not exist",
+                        )
+                    )
+                continue
+            resolved = image.resolve()
+            if resolved in seen:
+                if seen[resolved] != key:
+                    overlaps[(seen[resolved], key)].append(image)
+                continue
+            seen[resolved] = key
+            label = label_path_for(image)
+            entries.append(_Entry(key, image, label, has_label=label.is_file()))
+    yaml_name = _rel(dataset.yaml_file, root)
+    issues += [
+        issue(
             "split_overlap",
-            "data.yaml",
+            yaml_name,
             f"'{first}' and '{second}' share {len(images)} image files (e.g. "
             f"{_rel(images[0], root)}): their folders overlap",
         )
@@ -714,13 +234,14 @@ def _collect(root: Path, config: _Config) -> tuple[list[_Entry], list[Issue]]:
     return entries, issues
 
 
-def _orphans(root: Path, config: _Config, entries: list[_Entry]) -> list[Issue]:
-    """Issues for label files in the label folders of the splits that belong to no image."""
+def _orphans(root: Path, dataset: Dataset, entries: list[_Entry]) -> list[Issue]:
+    """Issues for label files in the label folders of the split folders that belong to no image
+    (an image list has no label folder of its own: its labels are not searched)."""
     expected = {e.label.resolve() for e in entries}
     issues: list[Issue] = []
     seen: set[Path] = set()
-    for key, folders in config.splits.items():
-        for folder in folders:
+    for key, sources in dataset.sources.items():
+        for folder in (s.path for s in sources if not s.is_list):
             labels_dir = _labels_dir_for(folder)
             if not labels_dir.is_dir():
                 continue
@@ -731,7 +252,7 @@ def _orphans(root: Path, config: _Config, entries: list[_Entry]) -> list[Issue]:
                 seen.add(resolved)
                 image_dir = folder / label.parent.relative_to(labels_dir)
                 issues.append(
-                    _issue(
+                    issue(
                         "orphan_label",
                         _rel(label, root),
                         f"label file of split '{key}' has no image: no "
@@ -776,12 +297,12 @@ def _near_duplicate_issues(root: Path, entries: list[_Entry], max_distance: int)
                 f"leakage: this '{entry.split}' image is a near-duplicate of "
                 f"{_rel(other.image, root)} in '{other.split}' (hash distance {distance}){more}"
             )
-        issues.append(_issue(kind, _rel(entry.image, root), message))
+        issues.append(issue(kind, _rel(entry.image, root), message))
     return issues
 
 
 def _imbalance_issues(
-    root: Path, config: _Config, counts: dict[str, SplitCounts], ratio: float
+    root: Path, dataset: Dataset, counts: dict[str, SplitCounts], ratio: float
 ) -> list[Issue]:
     issues = []
     for key, split in counts.items():
@@ -795,9 +316,9 @@ def _imbalance_issues(
         if actual > ratio:
             shown = "no boxes at all" if not low else f"{actual:.1f}:1"
             issues.append(
-                _issue(
+                issue(
                     "class_imbalance",
-                    _rel(config.splits[key][0], root),
+                    _rel(dataset.sources[key][0].path, root),
                     f"'{key}': class imbalance {shown} (threshold {ratio:g}:1): "
                     f"'{most}' has {high} boxes, '{least}' {low}",
                 )
@@ -806,14 +327,33 @@ def _imbalance_issues(
 
 
 @dataclass(frozen=True)
-class _Analysis:
+class Analysis:
+    """What checking a dataset found, image by image (what :func:`fix_dataset` works from).
+
+    Attributes:
+        report: The report.
+        dataset: The dataset, or None when its yaml file is unusable.
+        entries: Each image once, with its split, label file and decoding result.
+        labels: The checked label file of each entry that has one, by entry index.
+    """
+
     report: QAReport
-    config: _Config | None
+    dataset: Dataset | None
     entries: list[_Entry]
-    labels: dict[int, _LabelResult]
+    labels: dict[int, LabelResult]
 
 
-def _analyse(
+def _dataset_folder(root: str | os.PathLike) -> tuple[Path, Path]:
+    """``(folder, yaml file)`` of a dataset argument (a folder or its yaml file), resolved."""
+    given = Path(root).expanduser()
+    folder = given.parent if given.is_file() and given.suffix in (".yaml", ".yml") else given
+    if not folder.is_dir():
+        raise FileNotFoundError(f"dataset folder {folder} does not exist")
+    folder = folder.resolve()
+    return folder, folder / yaml_path(given).name
+
+
+def analyse(
     root: str | os.PathLike,
     *,
     near_duplicates: bool,
@@ -823,36 +363,49 @@ def _analyse(
     progress: bool,
     workers: int | None,
     inspect_images: bool = True,
-) -> _Analysis:
-    folder = Path(root).expanduser()
-    if folder.is_file() and folder.suffix in (".yaml", ".yml"):
-        folder = folder.parent
-    if not folder.is_dir():
-        raise FileNotFoundError(f"dataset folder {folder} does not exist")
-    folder = folder.resolve()
-    config, issues = _read_config(folder)
-    if config is None:
+) -> Analysis:
+    """Checks a dataset and keeps what was found per image (see :func:`check_dataset`).
+
+    Args:
+        root: The dataset folder, or its yaml file.
+        near_duplicates: Look for near-duplicate images.
+        max_distance: Largest hash distance counted as a near-duplicate.
+        imbalance_ratio: Class-imbalance warning threshold.
+        require_labels: A missing label file is an error.
+        progress: Show a progress bar while decoding.
+        workers: Decoding processes; None picks.
+        inspect_images: Decode and hash the images (False: labels and layout only).
+
+    Returns:
+        The analysis.
+
+    Raises:
+        FileNotFoundError: When ``root`` is not a folder.
+    """
+    folder, yaml_file = _dataset_folder(root)
+    dataset, issues = _read_dataset(yaml_file, folder)
+    if dataset is None:
         report = QAReport(root=folder, issues=tuple(issues))
-        return _Analysis(report, None, [], {})
-    entries, overlap_issues = _collect(folder, config)
-    issues += overlap_issues
+        return Analysis(report, None, [], {})
+    entries, collect_issues = _collect(folder, dataset)
+    issues += collect_issues
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if len(entries) >= _POOL_MIN_IMAGES else 1
     if inspect_images:
-        infos = _inspect_all([e.image for e in entries], workers, progress)
+        infos: list[ImageInfo] = inspect_all([e.image for e in entries], workers, progress)
         for entry, info in zip(entries, infos, strict=True):
             entry.info = info
-    labels: dict[int, _LabelResult] = {}
-    n_classes = len(config.names)
+    labels: dict[int, LabelResult] = {}
+    n_classes = len(dataset.names)
     for index, entry in enumerate(entries):
         info = entry.info
         file = _rel(entry.image, folder)
         if info is not None and info.problem is not None:
-            issues.append(_issue(info.problem, file, f"{info.message}"))
+            issues.append(issue(info.problem, file, f"{info.message}"))
         expected = SUFFIX_TYPES.get(entry.image.suffix.lower())
         if info is not None and info.kind is not None and info.kind != expected:
             issues.append(
-                _issue(
+                issue(
                     "extension_mismatch",
                     file,
                     f"content is {info.kind} but the extension says {expected or 'unknown'}",
@@ -861,32 +414,32 @@ def _analyse(
         label_file = _rel(entry.label, folder)
         if not entry.has_label:
             message = f"no label file {label_file} (treated as a background image)"
-            issue = _issue("missing_label", file, message)
+            found = issue("missing_label", file, message)
             if require_labels:
-                issue = Issue("missing_label", "error", file, None, f"no label file {label_file}")
-            issues.append(issue)
+                found = Issue("missing_label", "error", file, None, f"no label file {label_file}")
+            issues.append(found)
             continue
-        labels[index] = _read_label(entry.label, label_file, n_classes)
+        labels[index] = read_label(entry.label, label_file, n_classes)
         issues += labels[index].issues
-    issues += _orphans(folder, config, entries)
+    issues += _orphans(folder, dataset, entries)
     if near_duplicates:
         issues += _near_duplicate_issues(folder, entries, max_distance)
     counts: dict[str, SplitCounts] = {}
-    for key in config.splits:
+    for key in dataset.splits:
         members = [k for k, e in enumerate(entries) if e.split == key]
         per_class = Counter(c for k in members if k in labels for c in labels[k].classes)
         counts[key] = SplitCounts(
             images=len(members),
             labels=sum(entries[k].has_label for k in members),
-            boxes={name: per_class.get(i, 0) for i, name in enumerate(config.names)},
+            boxes={name: per_class.get(i, 0) for i, name in enumerate(dataset.names)},
         )
-    if config.names:
-        issues += _imbalance_issues(folder, config, counts, imbalance_ratio)
+    if dataset.names:
+        issues += _imbalance_issues(folder, dataset, counts, imbalance_ratio)
     issues.sort(key=lambda i: (i.file, i.line or 0, i.kind, i.message))
     report = QAReport(
-        root=folder, issues=tuple(issues), splits=counts, class_names=tuple(config.names)
+        root=folder, issues=tuple(issues), splits=counts, class_names=tuple(dataset.names)
     )
-    return _Analysis(report, config, entries, labels)
+    return Analysis(report, dataset, entries, labels)
 
 
 def check_dataset(
@@ -922,7 +475,7 @@ def check_dataset(
     Raises:
         FileNotFoundError: When ``root`` is not a folder.
     """
-    return _analyse(
+    return analyse(
         root,
         near_duplicates=near_duplicates,
         max_distance=max_distance,
@@ -942,6 +495,37 @@ def _check_out_folder(root: Path, out: Path) -> None:
         raise FileExistsError(f"output folder {out} is not empty; give a new or empty folder")
 
 
+def _is_within(path: Path, base: Path) -> bool:
+    resolved = path.resolve()
+    return resolved == base or base in resolved.parents
+
+
+def _inside(image: Path, base: Path) -> Path | None:
+    """``image`` relative to ``base`` (as written, else with links resolved), or None."""
+    for candidate in (Path(os.path.abspath(image)), image.resolve()):
+        if candidate == base or base in candidate.parents:
+            return candidate.relative_to(base)
+    return None
+
+
+def _placements(entries: list[_Entry], base: Path) -> dict[Path, Path]:
+    """Where each image goes in the cleaned copy, relative to it: its place under the dataset
+    root, or ``outside/<split>/images/<name>`` for an image a list names from elsewhere."""
+    placed: dict[Path, Path] = {}
+    taken: set[str] = set()
+    for entry in entries:
+        relative = _inside(entry.image, base)
+        if relative is None:
+            folder = Path(OUTSIDE_FOLDER, entry.split, "images")
+            relative, number = folder / entry.image.name, 0
+            while relative.as_posix().lower() in taken:
+                number += 1
+                relative = folder / f"{entry.image.stem}-{number}{entry.image.suffix}"
+        taken.add(relative.as_posix().lower())
+        placed[entry.image] = relative
+    return placed
+
+
 def fix_dataset(
     root: str | os.PathLike,
     out: str | os.PathLike,
@@ -956,22 +540,27 @@ def fix_dataset(
 
     The rules:
 
-    - Images that are empty, corrupt or truncated are dropped with their label file, and so
-      are images whose label file cannot be read as text. Orphan label files are not copied.
+    - Images that are missing, empty, corrupt or truncated are dropped with their label file,
+      and so are images whose label file cannot be read as text. Orphan label files are not
+      copied.
     - Label files are rewritten without malformed, non-numeric, NaN, out-of-range-class and
       zero-area lines and without duplicate boxes (the first of a duplicate group stays).
       Boxes partly outside the image are clipped to it when at least half of their area lies
-      inside (:data:`MIN_INSIDE_FRACTION`); others are dropped. Unchanged lines keep their text.
+      inside (:data:`~tcv_helpers.data.qa_checks.MIN_INSIDE_FRACTION`); others are dropped.
+      Unchanged lines keep their text.
     - An image without a label file gets an empty one (an explicit background image).
     - An image whose content does not match its extension is renamed to the right extension
       (unless that name is taken).
     - Leakage: of each near-duplicate pair across splits, the image in the later split
       (order ``train``, ``val``, ``test``) is dropped, so ``train`` always keeps its images.
       Near-duplicates within one split are kept (they are warnings, not errors).
-    - ``data.yaml`` is copied without ``path:``, so the split folders resolve inside ``out``.
+    - The yaml file is written without ``path:``, so the splits resolve inside ``out``. A split
+      made of folders inside the dataset root keeps its folders; a split with an image list
+      (or a folder outside the root) becomes ``out/<split>.txt`` listing the copies (``./``
+      lines, repeats kept), images from outside the root going to ``out/outside/<split>/``.
 
     Args:
-        root: The dataset folder (or its ``data.yaml``).
+        root: The dataset folder (or its yaml file).
         out: New or empty folder for the copy, outside ``root``.
         report: A report of ``root`` from :func:`check_dataset` (with the same
             ``near_duplicates`` setting), to decide which images to drop without decoding them
@@ -985,25 +574,20 @@ def fix_dataset(
         The report of checking ``out``.
 
     Raises:
-        ValueError: When ``out`` is inside ``root``, ``report`` belongs to another dataset,
-            ``data.yaml`` has errors that need a person (missing keys or folders, overlapping
-            splits), or a split folder lies outside the dataset folder.
+        ValueError: When ``out`` is inside ``root``, ``report`` belongs to another dataset, or
+            the yaml file has errors that need a person (missing keys or splits, overlapping
+            splits).
         FileExistsError: When ``out`` exists and is not an empty folder.
         FileNotFoundError: When ``root`` is not a folder.
         RuntimeError: When the copy still has errors (for example a stale ``report``).
     """
-    source = Path(root).expanduser()
-    if source.is_file():
-        source = source.parent
-    if not source.is_dir():
-        raise FileNotFoundError(f"dataset folder {source} does not exist")
-    source = source.resolve()
+    source, yaml_file = _dataset_folder(root)
     target = Path(out).expanduser().resolve()
     _check_out_folder(source, target)
     if report is not None and report.root != source:
         raise ValueError(f"the report given is for {report.root}, not for {source}")
-    analysis = _analyse(
-        source,
+    analysis = analyse(
+        root,
         near_duplicates=near_duplicates and report is None,
         max_distance=max_distance,
         imbalance_ratio=math.inf,
@@ -1013,21 +597,20 @@ def fix_dataset(
         inspect_images=report is None,
     )
     report = report if report is not None else analysis.report
-    config = analysis.config
+    dataset = analysis.dataset
     blocking = [i for i in report.issues if i.kind in CONFIG_KINDS]
-    if config is None or blocking:
+    if dataset is None or blocking:
         lines = "\n".join(i.format() for i in blocking or analysis.report.issues)
-        raise ValueError(f"cannot fix {source}: data.yaml needs a person's fix first:\n{lines}")
-    base = config.base.resolve()
-    outside = [f for fs in config.splits.values() for f in fs if not _is_within(f, base)]
-    if outside:
         raise ValueError(
-            f"cannot fix {source}: split folder {outside[0]} lies outside the dataset folder {base}"
+            f"cannot fix {source}: {yaml_file.name} needs a person's fix first:\n{lines}"
         )
+    base = dataset.root.resolve()
     drop_kinds = DROPPED_IMAGE_KINDS | {"near_duplicate_across_splits"}
     dropped = {i.file for i in report.issues if i.kind in drop_kinds}
     mismatched = {i.file for i in report.issues if i.kind == "extension_mismatch"}
-    taken = {_rel(e.image, base).lower() for e in analysis.entries}
+    placed = _placements(analysis.entries, base)
+    taken = {relative.as_posix().lower() for relative in placed.values()}
+    copied: dict[Path, Path] = {}
     entries: Iterable[tuple[int, _Entry]] = enumerate(analysis.entries)
     if progress:
         from tqdm.auto import tqdm
@@ -1037,7 +620,7 @@ def fix_dataset(
         file = _rel(entry.image, source)
         if file in dropped or _rel(entry.label, source) in dropped:
             continue
-        relative = entry.image.resolve().relative_to(base)
+        relative = placed[entry.image]
         data = entry.image.read_bytes()
         kind = sniff_type(data)
         if file in mismatched and kind is not None:
@@ -1049,23 +632,28 @@ def fix_dataset(
         result = analysis.labels.get(index)
         lines = result.fixed_lines if result is not None else []
         atomic_write_text(label_path_for(target / relative), "".join(f"{x}\n" for x in lines))
-    data_yaml = {k: v for k, v in config.yaml.items() if k != "path"}
-    data_yaml["names"] = dict(enumerate(config.names))
-    if "nc" in data_yaml:
-        data_yaml["nc"] = len(config.names)
-    for key, folders in config.splits.items():
-        relative_folders = [f.resolve().relative_to(base) for f in folders]
-        entries_out = [f.as_posix() for f in relative_folders]
-        data_yaml[key] = entries_out[0] if len(entries_out) == 1 else entries_out
-        for folder in relative_folders:
-            (target / folder).mkdir(parents=True, exist_ok=True)
-    header = f"# Cleaned copy of {source} written by tcv_helpers.data.qa.fix_dataset.\n"
-    atomic_write_text(
-        target / "data.yaml",
-        header + yaml.safe_dump(data_yaml, sort_keys=False, allow_unicode=True),
+        copied[entry.image.resolve()] = relative
+    splits: dict[str, list[str] | str] = {}
+    for key, sources in dataset.sources.items():
+        folders = [s.path for s in sources if not s.is_list]
+        if len(folders) == len(sources) and all(_is_within(f, base) for f in folders):
+            relative_folders = [f.resolve().relative_to(base) for f in folders]
+            for folder in relative_folders:
+                (target / folder).mkdir(parents=True, exist_ok=True)
+            splits[key] = [f.as_posix() for f in relative_folders]
+            continue
+        listed = [copied.get(p.resolve()) for p in dataset.splits[key] if p.is_file()]
+        lines = "".join(f"./{relative.as_posix()}\n" for relative in listed if relative)
+        atomic_write_text(target / f"{key}.txt", lines)
+        splits[key] = f"{key}.txt"
+    dataset.to_yaml(
+        target / yaml_file.name,
+        splits=splits,
+        root=None,
+        header=f"# Cleaned copy of {source} written by tcv_helpers.data.qa.fix_dataset.",
     )
     checked = check_dataset(
-        target,
+        target / yaml_file.name,
         near_duplicates=near_duplicates,
         max_distance=max_distance,
         progress=progress,
@@ -1077,11 +665,6 @@ def fix_dataset(
             + "\n".join(i.format() for i in checked.errors)
         )
     return checked
-
-
-def _is_within(path: Path, base: Path) -> bool:
-    resolved = path.resolve()
-    return resolved == base or base in resolved.parents
 
 
 def plant_defects(root: str | os.PathLike, out: str | os.PathLike) -> dict[str, str]:
@@ -1114,10 +697,9 @@ def plant_defects(root: str | os.PathLike, out: str | os.PathLike) -> dict[str, 
     if len(train) < 8 or not val:
         raise ValueError(f"{src}: need at least 8 train images and 1 val image to plant defects.")
     shutil.copytree(src, dst)
-    config = yaml.safe_load((dst / "data.yaml").read_text(encoding="utf-8"))
-    if "path" in config:  # the copy must describe itself, not the original
-        config["path"] = str(dst.resolve())
-        atomic_write_text(dst / "data.yaml", yaml.safe_dump(config, sort_keys=False))
+    copy = Dataset.from_yaml(dst)
+    if "path" in copy.config:  # the copy must describe itself, not the original
+        copy.to_yaml(dst / "data.yaml", root=dst.resolve(), header=f"# {src} with defects planted.")
     images = [dst / "images" / "train" / p.name for p in train]
     labels = [label_path_for(p) for p in images]
     planted: dict[str, str] = {}

@@ -33,6 +33,27 @@ class DatasetUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
+class LoadedDataset:
+    """A dataset ready on disk, and one sentence saying where it came from.
+
+    Attributes:
+        path: The dataset folder (it holds ``data.yaml``).
+        message: What was used and why, for the notebook to print.
+        fell_back: True when the dataset asked for could not be had and the synthetic set
+            stands in for it.
+    """
+
+    path: Path
+    message: str
+    fell_back: bool = False
+
+    @property
+    def data_yaml(self) -> Path:
+        """The dataset's ``data.yaml``."""
+        return self.path / "data.yaml"
+
+
+@dataclass(frozen=True)
 class DatasetEntry:
     """A dataset the course knows by name.
 
@@ -273,20 +294,20 @@ def upload_for_labeling(
     return len(files)
 
 
-def _synthetic(workspace_data: Path, profile: Profile, seed: int) -> tuple[Path, str]:
+def _synthetic(workspace_data: Path, profile: Profile, seed: int) -> LoadedDataset:
     from tcv_helpers.data.synth import generate_dataset
 
     root = workspace_data / f"synthetic-{profile.name}-{seed}"
     stamp = root / ".complete"
     wanted = f"images={profile.synth_images} cameras={profile.synth_cameras} seed={seed}\n"
     if stamp.is_file() and stamp.read_text() == wanted:
-        return (
+        return LoadedDataset(
             root,
             f"Using the synthetic dataset already in {root.name} ({profile.synth_images} frames).",
         )
     generate_dataset(root, images=profile.synth_images, cameras=profile.synth_cameras, seed=seed)
     atomic_write_text(stamp, wanted)
-    return (
+    return LoadedDataset(
         root,
         f"Generated the synthetic dataset ({profile.synth_images} frames, {profile.synth_cameras} cameras) in {root.name}.",
     )
@@ -299,7 +320,7 @@ def load_dataset(
     profile: Profile,
     seed: int = 0,
     fallback: bool = True,
-) -> tuple[Path, str]:
+) -> LoadedDataset:
     """Gets a dataset by registry name or local path; falls back to the synthetic set offline.
 
     Args:
@@ -310,7 +331,12 @@ def load_dataset(
         fallback: When a download is impossible, use the synthetic set instead of raising.
 
     Returns:
-        The dataset root and one sentence saying what was used and why.
+        The dataset folder (``.path``, ``.data_yaml``) and one sentence saying what was used and
+        why (``.message``).
+
+    Example:
+        >>> ds = load_dataset("synthetic", data_dir=cfg.workspace.data, profile=cfg.profile)
+        >>> print(ds.message)
 
     Raises:
         KeyError: For a name that is neither registered nor an existing folder.
@@ -321,7 +347,7 @@ def load_dataset(
     if path.is_dir():
         if not (path / "data.yaml").is_file():
             raise DatasetUnavailable(f"{path} has no data.yaml: is it a YOLO dataset folder?")
-        return path.resolve(), f"Using the local dataset {path}."
+        return LoadedDataset(path.resolve(), f"Using the local dataset {path}.")
     name = str(name_or_path)
     if name not in DATASETS:
         raise KeyError(
@@ -332,19 +358,21 @@ def load_dataset(
         return _synthetic(data_dir, profile, seed)
     dest = data_dir / entry.name
     if (dest / "data.yaml").is_file():
-        return dest, f"Using {entry.name} downloaded earlier ({entry.citation or entry.license})."
+        return LoadedDataset(
+            dest, f"Using {entry.name} downloaded earlier ({entry.citation or entry.license})."
+        )
     try:
         if entry.kind == "roboflow":
-            return download_roboflow(
-                entry.source, dest
-            ), f"Downloaded {entry.name} from Roboflow ({entry.citation})."
+            root = download_roboflow(entry.source, dest)
+            return LoadedDataset(root, f"Downloaded {entry.name} from Roboflow ({entry.citation}).")
         archive = download(entry.source, entry.sha256)
-        return _extract(archive, dest), f"Downloaded and verified {entry.name} ({entry.license})."
+        root = _extract(archive, dest)
+        return LoadedDataset(root, f"Downloaded and verified {entry.name} ({entry.license}).")
     except DatasetUnavailable as exc:
         if not fallback:
             raise
-        root, made = _synthetic(data_dir, profile, seed)
-        return root, f"{exc} {made}"
+        synthetic = _synthetic(data_dir, profile, seed)
+        return LoadedDataset(synthetic.path, f"{exc} {synthetic.message}", fell_back=True)
 
 
 def describe_registry() -> list[dict[str, Any]]:

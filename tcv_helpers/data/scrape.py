@@ -9,7 +9,8 @@ times and keeps only the responses that are real, new frames::
     report = scrape(load_cameras("cameras.yaml"), "workspace/scraped", rounds=3, interval=60)
     print(report.summary())
 
-What it does for every camera and round, in order:
+What it does for every camera and round, in order (the HTTP part, steps 1 to 5, is
+:mod:`tcv_helpers.data.scrape_http`):
 
 1. checks the host's ``robots.txt`` (fetched once per host and run);
 2. waits for its turn at the host: one request at a time per host (across all threads), each
@@ -56,26 +57,29 @@ import os
 import re
 import threading
 import time
-import urllib.robotparser
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import imagehash
 import requests
-import urllib3
-import yaml
 from requests.adapters import HTTPAdapter
 from tqdm.auto import tqdm
 
 from tcv_helpers.data.labels import MANIFEST_COLUMNS as BASE_MANIFEST_COLUMNS
+from tcv_helpers.data.scrape_http import (
+    FetchOptions,
+    FetchResult,
+    HostPacer,
+    RobotsRules,
+    download,
+    utc_now,
+)
 from tcv_helpers.imaging import (
     SUFFIX_TYPES,
     ImageError,
@@ -85,7 +89,7 @@ from tcv_helpers.imaging import (
     perceptual_hash,
     sniff_type,
 )
-from tcv_helpers.io import atomic_write_bytes, atomic_write_json
+from tcv_helpers.io import atomic_write_bytes, atomic_write_json, read_yaml_mapping
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -133,14 +137,6 @@ CAMERA_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 CAMERA_KEYS = ("id", "url", "name", "source", "license", "interval")
 #: A perceptual hash seen from this many different cameras marks a "camera offline" card.
 PLACEHOLDER_MIN_CAMERAS = 2
-#: Longest ``Retry-After`` (seconds) that is waited for; a longer one ends the fetch.
-MAX_RETRY_AFTER = 30.0
-#: A whole download may take this many times ``timeout`` (``timeout`` bounds each read).
-DOWNLOAD_TIME_FACTOR = 6
-#: Largest ``robots.txt`` read (bytes); the rest is ignored, as search engines do.
-MAX_ROBOTS_BYTES = 512_000
-#: Bytes read from the network at a time.
-CHUNK_BYTES = 65_536
 #: File-name timestamp of a saved frame (UTC).
 FILE_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 #: Manifest timestamp (ISO 8601, UTC).
@@ -213,15 +209,12 @@ def load_cameras(path: str | os.PathLike) -> list[Camera]:
             names the file, the entry's position and id, and the field.
     """
     file = Path(path)
-    text = file.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ValueError(f"{file}: invalid YAML{where}: {problem}") from None
-    if not isinstance(data, dict) or "cameras" not in data:
+    if not file.is_file():
+        raise FileNotFoundError(f"Camera list {str(file)!r} does not exist.")
+    data = read_yaml_mapping(
+        file, what="Camera list", holds="a mapping with a 'cameras:' list at the top level"
+    )
+    if "cameras" not in data:
         raise ValueError(f"{file}: expected a mapping with a 'cameras:' list at the top level.")
     entries = data["cameras"]
     if not isinstance(entries, list) or not entries:
@@ -412,263 +405,6 @@ def _read_state(path: Path) -> tuple[dict[str, dict[str, str]], list[str]]:
     return clean, []
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-# --------------------------------------------------------------------------------------------
-# Politeness: per-host pacing and robots.txt
-# --------------------------------------------------------------------------------------------
-
-
-class _HostPacer:
-    """One request at a time per host, ``delay`` seconds after the previous one ended.
-
-    Holding a host's slot for the whole request (body included) means a slow response slows
-    down only its own host, and the publisher never sees two of our requests at once.
-    """
-
-    def __init__(self, delay: float) -> None:
-        self._delay = delay
-        self._lock = threading.Lock()
-        self._hosts: dict[str, threading.Lock] = {}
-        self._free_at: dict[str, float] = {}
-
-    @contextmanager
-    def slot(self, host: str) -> Iterator[None]:
-        """Waits for the host's turn, then holds it while the caller's request runs."""
-        with self._lock:
-            host_lock = self._hosts.setdefault(host, threading.Lock())
-        with host_lock:
-            pause = self._free_at.get(host, 0.0) - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            try:
-                yield
-            finally:
-                self._free_at[host] = time.monotonic() + self._delay
-
-
-@dataclass
-class _Options:
-    user_agent: str
-    timeout: float
-    retries: int
-    backoff: float
-    max_bytes: int
-
-
-class _Robots:
-    """robots.txt per host, fetched once per run with the scraper's session and User-Agent."""
-
-    def __init__(self, session: requests.Session, pacer: _HostPacer, options: _Options) -> None:
-        self._session = session
-        self._pacer = pacer
-        self._options = options
-        self._lock = threading.Lock()
-        self._host_locks: dict[str, threading.Lock] = {}
-        self._parsers: dict[str, urllib.robotparser.RobotFileParser] = {}
-
-    def allowed(self, url: str) -> tuple[bool, str]:
-        """Whether ``url`` may be fetched, and why not when it may not."""
-        parts = urlsplit(url)
-        root = f"{parts.scheme}://{parts.netloc}"
-        with self._lock:
-            host_lock = self._host_locks.setdefault(root, threading.Lock())
-        with host_lock:
-            if root not in self._parsers:
-                self._parsers[root] = self._fetch(root)
-        parser = self._parsers[root]
-        if parser.can_fetch(self._options.user_agent, url):
-            return True, ""
-        if parser.disallow_all:
-            return False, f"{root}/robots.txt could not be read (server error): not fetching"
-        return False, f"{root}/robots.txt disallows this URL for our User-Agent"
-
-    def _fetch(self, root: str) -> urllib.robotparser.RobotFileParser:
-        parser = urllib.robotparser.RobotFileParser(f"{root}/robots.txt")
-        try:
-            with (
-                self._pacer.slot(urlsplit(root).netloc.lower()),
-                self._session.get(
-                    f"{root}/robots.txt",
-                    headers={"User-Agent": self._options.user_agent},
-                    timeout=self._options.timeout,
-                    stream=True,
-                ) as response,
-            ):
-                status = response.status_code
-                if status >= 500:
-                    parser.disallow_all = True
-                elif not 200 <= status < 300:
-                    parser.allow_all = True  # 4xx (or a redirect loop's end): no rules published
-                else:
-                    body = b""
-                    for chunk in response.iter_content(chunk_size=CHUNK_BYTES):
-                        body += chunk
-                        if len(body) >= MAX_ROBOTS_BYTES:
-                            break
-                    parser.parse(body[:MAX_ROBOTS_BYTES].decode("utf-8", "replace").splitlines())
-        except requests.exceptions.RequestException:
-            parser.allow_all = True  # unreachable robots.txt: no rules were published
-        return parser
-
-
-# --------------------------------------------------------------------------------------------
-# Downloading
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Fetch:
-    """Result of one fetch (retries included): an outcome, or a body to look at."""
-
-    outcome: str | None  # None: a 2xx body is in ``body``
-    status: int | None = None
-    body: bytes | None = None
-    nbytes: int | None = None
-    etag: str = ""
-    last_modified: str = ""
-    error: str = ""
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds asked for by a ``Retry-After`` header (seconds or HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - _utc_now()).total_seconds())
-
-
-def _is_read_timeout(exc: BaseException) -> bool:
-    """requests reports a read timeout during streaming as a ConnectionError: find it."""
-    seen: set[int] = set()
-    stack: list[Any] = [exc]
-    while stack:
-        item = stack.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, (urllib3.exceptions.ReadTimeoutError, TimeoutError)):
-            return True
-        stack.extend([*item.args, item.__cause__, item.__context__])
-    return False
-
-
-def _read_body(response: requests.Response, options: _Options, started: float) -> _Fetch:
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > options.max_bytes:
-        return _Fetch(
-            "too_large",
-            response.status_code,
-            nbytes=int(declared),
-            error=f"Content-Length {int(declared):,} is more than max_bytes={options.max_bytes:,}",
-        )
-    deadline = started + options.timeout * DOWNLOAD_TIME_FACTOR
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_content(chunk_size=CHUNK_BYTES):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > options.max_bytes:
-            return _Fetch(
-                "too_large",
-                response.status_code,
-                nbytes=size,
-                error=f"stopped after {size:,} bytes: more than max_bytes={options.max_bytes:,}",
-            )
-        if time.monotonic() > deadline:
-            return _Fetch(
-                "timeout",
-                response.status_code,
-                nbytes=size,
-                error=f"download not finished within {options.timeout * DOWNLOAD_TIME_FACTOR:g} s",
-            )
-    body = b"".join(chunks)
-    return _Fetch(
-        None,
-        response.status_code,
-        body=body,
-        nbytes=len(body),
-        etag=response.headers.get("ETag", ""),
-        last_modified=response.headers.get("Last-Modified", ""),
-    )
-
-
-def _request_once(
-    session: requests.Session, url: str, headers: dict[str, str], options: _Options
-) -> tuple[_Fetch, float | None]:
-    """One HTTP request; returns the result and the server's ``Retry-After`` (seconds)."""
-    started = time.monotonic()
-    try:
-        with session.get(url, headers=headers, timeout=options.timeout, stream=True) as response:
-            status = response.status_code
-            if status == 304:
-                fetch = _Fetch(
-                    "not_modified",
-                    status,
-                    nbytes=0,
-                    etag=response.headers.get("ETag", ""),
-                    last_modified=response.headers.get("Last-Modified", ""),
-                )
-                return fetch, None
-            if not 200 <= status < 300:
-                error = f"HTTP {status} {response.reason or ''}".strip()
-                return _Fetch("http_error", status, error=error), _retry_after(
-                    response.headers.get("Retry-After")
-                )
-            return _read_body(response, options, started), None
-    except requests.exceptions.Timeout:
-        return _Fetch("timeout", error=f"no response within {options.timeout:g} s"), None
-    except requests.exceptions.TooManyRedirects as exc:
-        return _Fetch("http_error", error=f"too many redirects ({exc})"), None
-    except requests.exceptions.RequestException as exc:
-        if _is_read_timeout(exc):
-            return _Fetch("timeout", error=f"no data for {options.timeout:g} s"), None
-        return _Fetch("connection_error", error=f"{type(exc).__name__}: {exc}"), None
-
-
-def _download(
-    session: requests.Session,
-    url: str,
-    headers: dict[str, str],
-    options: _Options,
-    pacer: _HostPacer,
-) -> _Fetch:
-    """Fetches ``url`` with bounded retries and exponential backoff."""
-    host = urlsplit(url).netloc.lower()
-    tries = 0
-    while True:
-        with pacer.slot(host):
-            fetch, retry_after = _request_once(session, url, headers, options)
-        tries += 1
-        retryable = fetch.outcome in ("timeout", "connection_error") or (
-            fetch.outcome == "http_error"
-            and fetch.status is not None
-            and (fetch.status >= 500 or fetch.status == 429)
-        )
-        if not retryable or tries > options.retries:
-            break
-        delay = options.backoff * 2 ** (tries - 1)
-        if retry_after is not None:
-            if retry_after > MAX_RETRY_AFTER:
-                fetch.error += f"; Retry-After {retry_after:g} s is too long to wait"
-                break
-            delay = max(delay, retry_after)
-        time.sleep(delay)
-    if tries > 1 and fetch.error:
-        fetch.error += f" (after {tries} tries)"
-    return fetch
-
-
 # --------------------------------------------------------------------------------------------
 # Deciding and recording
 # --------------------------------------------------------------------------------------------
@@ -841,7 +577,7 @@ class _Store:
         return "saved", ""
 
     def record(
-        self, camera: Camera, fetch: _Fetch, frame: _Frame | None, when: datetime
+        self, camera: Camera, fetch: FetchResult, frame: _Frame | None, when: datetime
     ) -> dict[str, str]:
         """Decides the outcome of a fetch, saves a new frame, appends its manifest row."""
         with self._lock:
@@ -901,9 +637,9 @@ class _Store:
 @dataclass
 class _Context:
     session: requests.Session
-    options: _Options
-    pacer: _HostPacer
-    robots: _Robots
+    options: FetchOptions
+    pacer: HostPacer
+    robots: RobotsRules
     store: _Store
 
 
@@ -911,10 +647,12 @@ def _fetch_camera(camera: Camera, ctx: _Context) -> dict[str, str]:
     """One fetch of one camera: robots check, download, decode, record."""
     allowed, reason = ctx.robots.allowed(camera.url)
     if not allowed:
-        return ctx.store.record(camera, _Fetch("robots_disallowed", error=reason), None, _utc_now())
+        return ctx.store.record(
+            camera, FetchResult("robots_disallowed", error=reason), None, utc_now()
+        )
     headers = {"User-Agent": ctx.options.user_agent, **ctx.store.conditional_headers(camera)}
-    fetch = _download(ctx.session, camera.url, headers, ctx.options, ctx.pacer)
-    when = _utc_now()
+    fetch = download(ctx.session, camera.url, headers, ctx.options, ctx.pacer)
+    when = utc_now()
     frame = None
     if fetch.outcome is None:
         assert fetch.body is not None
@@ -1017,9 +755,9 @@ def scrape(
         adapter = HTTPAdapter(pool_connections=concurrency, pool_maxsize=concurrency)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-    options = _Options(user_agent, float(timeout), int(retries), float(backoff), int(max_bytes))
-    pacer = _HostPacer(float(per_host_delay))
-    ctx = _Context(session, options, pacer, _Robots(session, pacer, options), store)
+    options = FetchOptions(user_agent, float(timeout), int(retries), float(backoff), int(max_bytes))
+    pacer = HostPacer(float(per_host_delay))
+    ctx = _Context(session, options, pacer, RobotsRules(session, pacer, options), store)
     gaps = {c.id: (c.interval if c.interval is not None else float(interval)) for c in cameras}
     remaining = dict.fromkeys(gaps, rounds)
     due = dict.fromkeys(gaps, time.monotonic())

@@ -26,9 +26,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import yaml
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from tcv_helpers.data.dataset import write_data_yaml
 from tcv_helpers.data.labels import MANIFEST_COLUMNS
 from tcv_helpers.io import atomic_write_bytes, atomic_write_text
 from tcv_helpers.project import PROJECT_CLASSES
@@ -560,7 +560,7 @@ def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
 
 
 def _yolo_lines(frame: SyntheticFrame) -> str:
-    from tcv_helpers.data.formats import format_yolo_number as num
+    from tcv_helpers.data.yolo import format_yolo_number as num
 
     w, h = frame.image.size
     lines = []
@@ -683,17 +683,14 @@ def generate_dataset(
     for split in SPLITS:  # Ultralytics wants every listed folder to exist
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "labels" / split).mkdir(parents=True, exist_ok=True)
-    data = {
-        "path": str(root),
-        "train": "images/train",
-        "val": "images/val",
-        "test": "images/test",
-        "names": dict(enumerate(PROJECT_CLASSES)),
-    }
-    header = (
-        "# Embedded synthetic traffic-camera dataset (tcv data synth); classes: project taxonomy.\n"
+    write_data_yaml(
+        result.data_yaml,
+        names=PROJECT_CLASSES,
+        splits={split: f"images/{split}" for split in SPLITS},
+        root=root,
+        header="# Embedded synthetic traffic-camera dataset (tcv data synth); classes: project "
+        "taxonomy.",
     )
-    atomic_write_text(result.data_yaml, header + yaml.safe_dump(data, sort_keys=False))
     coco = read_labels(root, "yolo")  # the same labels as COCO json, beside the YOLO files
     coco.root = None  # written into the dataset itself, images stay where they are
     write_labels(coco, root, "coco", copy_images=False)

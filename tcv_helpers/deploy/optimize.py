@@ -13,7 +13,9 @@
 
 Example::
 
-    result = tcv.optimize.benchmark(models / "best.pt", data_yaml, out_dir=models / "variants")
+    from tcv_helpers.deploy.optimize import benchmark
+
+    result = benchmark(models / "best.pt", data_yaml, out_dir=models / "variants")
     result.table(), result.fastest
 """
 
@@ -34,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from tcv_helpers.deploy.decode import to_rgb
+from tcv_helpers.deploy.inference import BENCHMARK_FILE, model_input
 from tcv_helpers.env import usable_cores
 from tcv_helpers.io import atomic_write_json, atomic_write_text
 from tcv_helpers.model.predict import quiet_ultralytics
@@ -51,8 +55,6 @@ VARIANTS: tuple[str, ...] = (
 )
 #: The FP32 variant each INT8 variant is quantized from (an INT8 slower than it is flagged).
 INT8_SOURCE = {"onnxruntime-int8": "onnxruntime-fp32", "openvino-int8": "openvino-fp32"}
-#: File the benchmark writes; ``tcv serve --backend auto`` reads its ``fastest`` entry.
-BENCHMARK_FILE = "benchmark.json"
 #: Calibration frames for INT8 (more are slower to calibrate and rarely better).
 CALIBRATION_FRAMES = 64
 
@@ -67,6 +69,10 @@ def letterbox_frames(
 ) -> list[np.ndarray]:
     """Frames as the exported models take them: letterboxed, RGB, float32 0-1, NCHW.
 
+    Decoded and letterboxed as the service does (:func:`tcv_helpers.deploy.decode.to_rgb`,
+    :func:`tcv_helpers.deploy.inference.model_input`), so INT8 calibration sees the tensors the
+    deployed model will be sent.
+
     Args:
         images: Image paths or BGR arrays.
         imgsz: The model's input size: square side, or ``(height, width)`` for a model exported
@@ -76,20 +82,10 @@ def letterbox_frames(
         One ``(1, 3, height, width)`` float32 array per image.
 
     Raises:
-        FileNotFoundError: If an image path is missing or unreadable.
+        FileNotFoundError: If an image path is missing.
+        ValueError: If an image is unreadable (the message names the file) or not uint8.
     """
-    import cv2
-    from ultralytics.data.augment import LetterBox
-
-    box = LetterBox((imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz), auto=False)
-    out = []
-    for item in images:
-        frame = item if isinstance(item, np.ndarray) else cv2.imread(str(item))
-        if frame is None:
-            raise FileNotFoundError(f"{item} is missing or not a readable image.")
-        padded = box(image=frame)[..., ::-1].transpose(2, 0, 1)[None]
-        out.append(np.ascontiguousarray(padded, dtype=np.float32) / 255.0)
-    return out
+    return [model_input([to_rgb(item)], imgsz) for item in images]
 
 
 # --------------------------------------------------------------------------------------------
@@ -524,7 +520,7 @@ def _map50(model_path: Path, data_yaml: Path, imgsz: int, split: str) -> float:
     from tcv_helpers.model.evaluate import evaluate_detections, load_ground_truth
     from tcv_helpers.model.predict import validate_yolo
 
-    paths, truth, names = load_ground_truth(data_yaml.parent, split)
+    paths, truth, names = load_ground_truth(data_yaml, split)
     if model_path.suffix == ".xml":  # Ultralytics loads OpenVINO from the *_openvino_model folder
         model_path = model_path.parent
     validation = validate_yolo(
@@ -636,8 +632,8 @@ def benchmark(
     weights, data_yaml, folder = Path(weights), Path(data_yaml), Path(out_dir)
     cores = threads or usable_cores()
     eval_size = eval_imgsz or _trained_imgsz(weights)
-    train_images = load_ground_truth(data_yaml.parent, "train")[0][:calibration]
-    eval_images = load_ground_truth(data_yaml.parent, split)[0]
+    train_images = load_ground_truth(data_yaml, "train")[0][:calibration]
+    eval_images = load_ground_truth(data_yaml, split)[0]
     speed_paths = build_variants(
         weights, imgsz=imgsz, calibration_images=train_images, out_dir=folder, variants=variants
     )
@@ -925,7 +921,7 @@ def pruning_study(
     from tcv_helpers.model.evaluate import load_ground_truth
 
     eval_size = eval_imgsz or _trained_imgsz(Path(weights))
-    frames = letterbox_frames(load_ground_truth(Path(data_yaml).parent, "val")[0][:4], imgsz=imgsz)
+    frames = letterbox_frames(load_ground_truth(data_yaml, "val")[0][:4], imgsz=imgsz)
     rows = []
     for amount in sorted({0.0, *amounts}):
         pruned = prune_weights(weights, amount=amount, out=Path(out_dir) / f"pruned-{amount:g}.pt")

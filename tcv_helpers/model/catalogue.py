@@ -216,7 +216,20 @@ def measurements_table(rows: Sequence[Measurement]):
     return frame.round({"params_m": 2, "gflops": 2, "latency_ms": 1})
 
 
-def choose(rows: Sequence[Measurement], project: ProjectDefinition) -> tuple[Measurement, str]:
+@dataclass(frozen=True)
+class Selection:
+    """The model chosen for the project, and one sentence why.
+
+    Attributes:
+        model: The chosen model's measurement (``.name``, ``.latency_ms``, ...).
+        message: Why it was chosen.
+    """
+
+    model: Measurement
+    message: str
+
+
+def choose(rows: Sequence[Measurement], project: ProjectDefinition) -> Selection:
     """Picks the model for the project: its task, within its latency budget, most accurate.
 
     The budget (``criteria.max_latency_ms``) is per frame on the deployment target; the latency
@@ -228,7 +241,7 @@ def choose(rows: Sequence[Measurement], project: ProjectDefinition) -> tuple[Mea
         project: The project definition (``project.yaml``).
 
     Returns:
-        The chosen model and one sentence why.
+        The chosen model (``.model``) and one sentence why (``.message``).
 
     Raises:
         ValueError: If no measured model is of the project's task.
@@ -252,7 +265,7 @@ def choose(rows: Sequence[Measurement], project: ProjectDefinition) -> tuple[Mea
             f"this is the fastest (about {best.latency_ms:.0f} ms per frame): "
             "optimise it (notebook 07) or relax the budget."
         )
-    return best, why
+    return Selection(best, why)
 
 
 def plot_tradeoff(rows: Sequence[Measurement], *, budget_ms: float | None = None) -> Figure:

@@ -14,9 +14,11 @@ original-image pixels, like every other backend (:mod:`tcv_helpers.model.predict
 
 Example::
 
-    ok, why = tcv.detectron.detectron2_status()
-    run = tcv.detectron.train_detectron2(data_root, out_dir=models / "detectron2", iterations=20)
-    predictions = tcv.detectron.predict_detectron2(run.output_dir, image_paths)
+    from tcv_helpers.model.detectron import detectron2_status, predict_detectron2, train_detectron2
+
+    status = detectron2_status()  # status.available, status.message
+    run = train_detectron2(data_root, out_dir=models / "detectron2", iterations=20)
+    predictions = predict_detectron2(run.output_dir, image_paths)
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
+from tcv_helpers.env import Availability
+
 #: The model-zoo configuration the course trains.
 ZOO_CONFIG = "COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml"
 #: How to install Detectron2 (shown when it is missing).
@@ -46,24 +50,24 @@ CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model_final.pth"
 
 
-def detectron2_status() -> tuple[bool, str]:
+def detectron2_status() -> Availability:
     """Whether Detectron2 can be imported here, and one sentence saying so.
 
     Returns:
-        ``(available, sentence)``; the sentence says how to install it when it is missing.
+        ``.available`` and ``.message``; the message says how to install it when it is missing.
     """
     try:
         import detectron2
         from detectron2 import model_zoo  # noqa: F401  (fails with setuptools >= 81)
     except ImportError as exc:
-        return False, f"Detectron2 is not importable here ({exc}); {INSTALL_HINT}."
-    return True, f"Detectron2 {detectron2.__version__} is available."
+        return Availability(False, f"Detectron2 is not importable here ({exc}); {INSTALL_HINT}.")
+    return Availability(True, f"Detectron2 {detectron2.__version__} is available.")
 
 
 def _require() -> None:
-    available, sentence = detectron2_status()
-    if not available:
-        raise ImportError(sentence)
+    status = detectron2_status()
+    if not status.available:
+        raise ImportError(status.message)
 
 
 def register_coco(name: str, json_file: str | os.PathLike, image_root: str | os.PathLike) -> str:

@@ -6,8 +6,11 @@ image, ``confidence``, ``class_id``), so :mod:`tcv_helpers.model.evaluate` score
 
 Example::
 
-    paths, truth, names = tcv.evaluate.load_ground_truth(data_root, "val")
-    predictions = tcv.predict.predict_yolo(cfg.workspace.models / "best.pt", paths, imgsz=128)
+    from tcv_helpers.model.evaluate import load_ground_truth
+    from tcv_helpers.model.predict import predict_yolo
+
+    paths, truth, names = load_ground_truth(data_root, "val")
+    predictions = predict_yolo(cfg.workspace.models / "best.pt", paths, imgsz=128)
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ origin is refused.
 
 The engine behind notebook 05::
 
-    result = tcv.train.train(data_yaml, profile=cfg.profile, out_dir=cfg.workspace.models)
+    from tcv_helpers.model.train import train
+
+    result = train(data_yaml, profile=cfg.profile, out_dir=cfg.workspace.models)
     result.map50, result.best        # workspace/models/best.pt, read by the later notebooks
 """
 
@@ -38,6 +40,34 @@ _RELEASE = "https://github.com/ultralytics/assets/releases/download/v8.3.0"
 
 #: Per-epoch callback: ``on_epoch(epoch, metrics)`` with the 1-based epoch number.
 EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What to load for training, and one sentence saying why.
+
+    Attributes:
+        model: What to pass to ``ultralytics.YOLO``: an architecture ``.yaml`` or a ``.pt`` path.
+        message: The decision in one sentence, for the notebook to print.
+    """
+
+    model: str
+    message: str
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """The workspace's trained weights, and where they came from.
+
+    Attributes:
+        weights: The ``.pt`` file.
+        message: One sentence: found in the workspace, or trained just now (with its numbers).
+        trained_now: True when there was no model and one was trained by this call.
+    """
+
+    weights: Path
+    message: str
+    trained_now: bool
 
 
 @dataclass(frozen=True)
@@ -98,7 +128,7 @@ def resolve_model(
     allow_download: bool = True,
     trusted: bool = False,
     trusted_dirs: tuple[str | os.PathLike, ...] = (),
-) -> tuple[str, str]:
+) -> ModelChoice:
     """Decides what to load for a model name, and explains the decision in one sentence.
 
     - ``*.yaml``: an architecture, trained from scratch.
@@ -115,7 +145,7 @@ def resolve_model(
         trusted_dirs: Folders whose ``.pt`` files this course wrote (the workspace's models).
 
     Returns:
-        What to pass to ``ultralytics.YOLO`` and the sentence to show.
+        What to pass to ``ultralytics.YOLO`` (``.model``) and the sentence to show (``.message``).
 
     Raises:
         UntrustedWeights: For a ``.pt`` of unknown origin.
@@ -124,16 +154,15 @@ def resolve_model(
     name = str(name)
     path = Path(name)
     if path.suffix in (".yaml", ".yml"):
-        return (
-            name,
-            f"Training {path.stem} from scratch (architecture {path.name}, random weights).",
+        return ModelChoice(
+            name, f"Training {path.stem} from scratch (architecture {path.name}, random weights)."
         )
     if path.suffix != ".pt":
         raise ValueError(f"Model {name!r} must be an architecture (.yaml) or weights (.pt).")
     if path.is_file():
         resolved = path.resolve()
         if trusted or _is_within(resolved, trusted_dirs):
-            return str(resolved), f"Using weights trained by this course: {resolved}."
+            return ModelChoice(str(resolved), f"Using weights trained by this course: {resolved}.")
         raise UntrustedWeights(
             f"{name} is not from this course's workspace or weights registry, so it is not "
             "loaded: a .pt file is a Python pickle and loading one runs whatever code it "
@@ -144,28 +173,29 @@ def resolve_model(
     fallback = f"{path.stem}.yaml"
     entry = WEIGHTS.get(path.name)
     if entry is None:
-        return fallback, (
+        return ModelChoice(
+            fallback,
             f"No verified checksum for {path.name} in the weights registry, so it is not "
-            f"downloaded: training {fallback} from scratch instead."
+            f"downloaded: training {fallback} from scratch instead.",
         )
     if not allow_download:
-        return (
-            fallback,
-            f"Downloads are off: training {fallback} from scratch instead of {path.name}.",
+        return ModelChoice(
+            fallback, f"Downloads are off: training {fallback} from scratch instead of {path.name}."
         )
     try:
         weights = download(entry.url, entry.sha256)
     except DatasetUnavailable as exc:
-        return (
-            fallback,
-            f"{exc} Training {fallback} from scratch instead of pretrained {path.name}.",
+        return ModelChoice(
+            fallback, f"{exc} Training {fallback} from scratch instead of pretrained {path.name}."
         )
-    return str(weights), f"Using pretrained {path.name} (COCO, {entry.license}), checksum verified."
+    return ModelChoice(
+        str(weights), f"Using pretrained {path.name} (COCO, {entry.license}), checksum verified."
+    )
 
 
 def model_to_train(
     profile: Profile, reports_dir: str | os.PathLike, model: str | None = None
-) -> tuple[str, str]:
+) -> ModelChoice:
     """The model notebook 05 trains, and why.
 
     An explicit ``model`` wins. Otherwise the choice notebook 04 wrote to
@@ -179,12 +209,12 @@ def model_to_train(
         model: An explicit model (``yolo11s.pt``, ``yolo11n.yaml``, a path).
 
     Returns:
-        ``(model, one sentence saying why)``.
+        The model (``.model``) and one sentence saying why (``.message``).
     """
     import json
 
     if model:
-        return str(model), f"Training {model}, as the MODEL parameter says."
+        return ModelChoice(str(model), f"Training {model}, as the MODEL parameter says.")
     selection = Path(reports_dir) / "model_selection.json"
     chosen = None
     if selection.is_file():
@@ -193,20 +223,23 @@ def model_to_train(
         except (json.JSONDecodeError, AttributeError):
             chosen = None
     if not chosen:
-        return profile.model, f"Training {profile.model}, the {profile.name} profile's model."
+        return ModelChoice(
+            profile.model, f"Training {profile.model}, the {profile.name} profile's model."
+        )
     if not str(chosen).startswith("yolo") or "-" in str(chosen):
-        return profile.model, (
+        return ModelChoice(
+            profile.model,
             f"Notebook 04 chose {chosen}, which Ultralytics does not train as a detector here; "
-            f"training {profile.model}, the {profile.name} profile's model."
+            f"training {profile.model}, the {profile.name} profile's model.",
         )
     if profile.name == "smoke":
-        return profile.model, (
+        return ModelChoice(
+            profile.model,
             f"Notebook 04 chose {chosen}; the smoke profile trains {profile.model} from scratch "
-            "to stay within minutes on a CPU."
+            "to stay within minutes on a CPU.",
         )
-    return (
-        f"{chosen}.pt",
-        f"Training {chosen}, notebook 04's choice (reports/model_selection.json).",
+    return ModelChoice(
+        f"{chosen}.pt", f"Training {chosen}, notebook 04's choice (reports/model_selection.json)."
     )
 
 
@@ -298,18 +331,10 @@ def read_results(results: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
 
 
 def _count_images(data_yaml: Path, split: str = "train") -> int:
-    import yaml
+    """Images Ultralytics trains on per epoch: the split's list as it reads it (repeats count)."""
+    from tcv_helpers.data.dataset import Dataset
 
-    data = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
-    base = Path(data.get("path") or data_yaml.parent)
-    if not base.is_absolute():
-        base = data_yaml.parent / base
-    entries = data.get(split) or []
-    folders = [entries] if isinstance(entries, str) else list(entries)
-    suffixes = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-    return sum(
-        1 for folder in folders for p in (base / folder).rglob("*") if p.suffix.lower() in suffixes
-    )
+    return len(Dataset.from_yaml(data_yaml).images(split))
 
 
 def _epoch_reporter(on_epoch: EpochCallback) -> dict[str, Callable[[Any], None]]:
@@ -470,9 +495,10 @@ def train(
         done_before = _prepare_resume(last, run_dir / "results.csv")
         source, note = str(last), f"Resuming {name} from {last} after epoch {done_before}."
     else:
-        source, note = resolve_model(
+        choice = resolve_model(
             model or profile.model, allow_download=allow_download, trusted_dirs=(out,)
         )
+        source, note = choice.model, choice.message
     detector = YOLO(source)
     writer = _tensorboard_writer(run_dir / "tensorboard")
 
@@ -542,7 +568,7 @@ def ensure_trained(
     out_dir: str | os.PathLike,
     name: str = "best.pt",
     **train_kwargs: Any,
-) -> tuple[Path, str]:
+) -> TrainedModel:
     """The workspace's trained model, training one at the profile's size if there is none.
 
     This is what lets a later notebook (06 and on) run standalone: opened on its own, it trains
@@ -556,15 +582,20 @@ def ensure_trained(
         **train_kwargs: Passed to :func:`train` when training is needed.
 
     Returns:
-        ``(weights path, one sentence saying where they came from)``.
+        The weights (``.weights``), one sentence saying where they came from (``.message``) and
+        whether they were trained just now (``.trained_now``).
     """
     weights = Path(out_dir) / name
     if weights.is_file():
-        return weights, f"Using the model trained earlier: {weights}."
+        return TrainedModel(
+            weights, f"Using the model trained earlier: {weights}.", trained_now=False
+        )
     result = train(data_yaml, profile=profile, out_dir=out_dir, publish_as=name, **train_kwargs)
-    return result.best, (
+    return TrainedModel(
+        result.best,
         f"No trained model in the workspace, so one was trained now ({profile.name} profile, "
-        f"{result.epochs} epochs, {result.seconds:.0f} s, mAP50 {result.map50:.2f}): {result.best}."
+        f"{result.epochs} epochs, {result.seconds:.0f} s, mAP50 {result.map50:.2f}): {result.best}.",
+        trained_now=True,
     )
 
 
@@ -732,8 +763,8 @@ class LiveCurves:
 
     Example::
 
-        curves = tcv.train.LiveCurves()
-        tcv.train.train(data_yaml, profile=cfg.profile, out_dir=models, on_epoch=curves)
+        curves = LiveCurves()
+        train(data_yaml, profile=cfg.profile, out_dir=models, on_epoch=curves)
     """
 
     def __init__(self, *, show: bool | None = None, figsize: tuple[float, float] = (11, 3.8)):

@@ -22,8 +22,10 @@ slides a window over a stream of frames and :meth:`Timeline.plot` shows the drif
 
 Example::
 
-    reference = tcv.monitor.profile_frames(train_paths)
-    report = tcv.monitor.compare(reference, tcv.monitor.profile_frames(window_paths))
+    from tcv_helpers.monitor.drift import compare, profile_frames
+
+    reference = profile_frames(train_paths)
+    report = compare(reference, profile_frames(window_paths))
     report.drifted, report.table()
 """
 

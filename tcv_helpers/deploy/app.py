@@ -1,0 +1,634 @@
+"""The detection service (notebook 08, COURSE.md §5): the FastAPI app around a detector.
+
+:func:`create_app` wraps a :class:`tcv_helpers.deploy.inference.Detector` in the service of
+``tcv serve``: ``GET /healthz``, ``GET /metrics`` (Prometheus text), ``POST /v1/detect`` and
+``POST /v1/detect/batch``, hardened against hostile input and overload.
+:mod:`tcv_helpers.deploy.server` runs it, :mod:`tcv_helpers.deploy.loadtest` measures it.
+
+The service's rules:
+
+* **API key.** With ``TCV_API_KEY`` set (or ``api_key=`` given), every path except
+  ``/healthz`` needs the header ``X-API-Key: <key>``; ``Authorization: Bearer <key>`` is accepted
+  too, which is what Prometheus sends for a scrape job with ``authorization: credentials``.
+  ``/metrics`` is protected on purpose: it shows traffic and what the cameras see.
+* **Bad input** is a 4xx with a JSON body ``{"error": "..."}``: a body that is not
+  multipart/form-data (415), a malformed multipart body (400), a missing or wrong field (422),
+  not an image (415), an empty, truncated or undecodable image (422), a body over
+  ``max_upload_bytes`` (413, refused from ``Content-Length`` before it is read, or as soon as the
+  bytes read pass the limit), more than ``max_batch`` images (413) and an image over
+  ``max_pixels`` (413, refused from its header, before any pixel is decoded). Uploads over 1 MB
+  wait on disk, not in memory (Starlette spools them).
+* **Overload.** At most ``max_concurrency`` images are decoded and run at once (a thread pool of
+  that size) and at most ``max_queue`` more requests wait; beyond that the answer is 429 with
+  ``Retry-After`` at once, before the body is read. Memory stays bounded under any load.
+* ``latency_ms`` is the time from the request's arrival to its answer being ready (reading the
+  upload, waiting for a worker, decoding, inference); for a batch, up to that image's answer.
+
+Imports numpy, Pillow, FastAPI and prometheus_client (no torch, Ultralytics or OpenCV).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+from prometheus_client import Counter as PromCounter
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+
+from tcv_helpers.deploy.decode import BadImage, decode_image
+from tcv_helpers.deploy.inference import DEFAULT_CONF, DEFAULT_IOU, DetectionResult, Detector
+from tcv_helpers.deploy.reference import image_brightness, load_reference, reference_beside
+from tcv_helpers.env import usable_cores
+from tcv_helpers.imaging import MAX_PIXELS
+
+LOGGER = logging.getLogger(__name__)
+
+#: Largest request body accepted by the service, in bytes.
+MAX_UPLOAD_BYTES = 10 * 2**20
+#: Most images in one ``POST /v1/detect/batch``.
+MAX_BATCH_IMAGES = 16
+#: Requests that may wait for a worker before the service answers 429.
+DEFAULT_MAX_QUEUE = 32
+#: Seconds a client is asked to wait after a 429.
+RETRY_AFTER_SECONDS = 1
+#: Environment variable holding the service's API key.
+API_KEY_ENV = "TCV_API_KEY"
+#: Header carrying the API key.
+API_KEY_HEADER = "X-API-Key"
+#: Multipart field of ``POST /v1/detect`` and ``POST /v1/detect/batch``.
+IMAGE_FIELD = "image"
+BATCH_FIELD = "images"
+#: Paths that answer without the API key.
+OPEN_PATHS = frozenset({"/healthz"})
+#: Endpoint labels of the metrics (anything else is counted as ``other``).
+ENDPOINTS = ("/healthz", "/metrics", "/v1/detect", "/v1/detect/batch")
+
+
+class _Rejection(Exception):
+    """A request the service refuses: answered as ``{"error": message}`` with ``status``."""
+
+    def __init__(
+        self, status: int, message: str, *, reason: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+        self.headers = dict(headers or {})
+
+
+class _Metrics:
+    """The service's Prometheus metrics, in a registry of its own (one per app)."""
+
+    def __init__(
+        self, *, model: str, version: str, backend: str, reference: Mapping[str, Any] | None = None
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        Info("tcv_model", "The model this service runs.", registry=r).info(
+            {"model": model, "version": version, "backend": backend}
+        )
+        latency = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+        self.requests = PromCounter(
+            "tcv_requests",
+            "Requests by endpoint and HTTP status.",
+            ["endpoint", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "tcv_request_seconds", "Time from a request's arrival to its answer.", ["endpoint"],
+            buckets=latency, registry=r,
+        )  # fmt: skip
+        self.inference = Histogram(
+            "tcv_inference_seconds", "Decoding and inference of one request's images.",
+            buckets=latency, registry=r,
+        )  # fmt: skip
+        self.errors = PromCounter(
+            "tcv_errors", "Refused or failed requests by endpoint and reason.",
+            ["endpoint", "reason"], registry=r,
+        )  # fmt: skip
+        self.detections = PromCounter(
+            "tcv_detections", "Detections returned, by class.", ["class_name"], registry=r
+        )
+        self.per_image = Histogram(
+            "tcv_detections_per_image", "Detections in one image.",
+            buckets=(0, 1, 2, 5, 10, 20, 50, 100, 300), registry=r,
+        )  # fmt: skip
+        self.confidence = Histogram(
+            "tcv_detection_confidence", "Confidence of the detections returned.",
+            buckets=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0), registry=r,
+        )  # fmt: skip
+        self.brightness = Histogram(
+            "tcv_image_brightness", "Mean luma (0-255) of the input images: night and glare.",
+            buckets=(16, 32, 48, 64, 96, 128, 160, 192, 224, 255), registry=r,
+        )  # fmt: skip
+        self.megapixels = Histogram(
+            "tcv_image_megapixels", "Size of the input images in megapixels.",
+            buckets=(0.01, 0.1, 0.3, 0.5, 1, 2, 4, 8, 16, 40), registry=r,
+        )  # fmt: skip
+        self.upload = Histogram(
+            "tcv_image_bytes", "Size of the uploaded image files in bytes.",
+            buckets=(1e3, 1e4, 5e4, 1e5, 2.5e5, 5e5, 1e6, 2.5e6, 5e6, 1e7), registry=r,
+        )  # fmt: skip
+        self.in_flight = Gauge("tcv_in_flight", "Requests being decoded or run.", registry=r)
+        self.waiting = Gauge(
+            "tcv_waiting", "Requests admitted and waiting for a worker.", registry=r
+        )
+        # The drift baseline: exported only when the service has a reference profile.
+        self.reference = Gauge(
+            "tcv_reference_brightness",
+            "Brightness (mean luma 0-255) of the training images: mean and std per image.",
+            ["stat"],
+            registry=r,
+        )
+        for stat, value in ((reference or {}).get("brightness") or {}).items():
+            self.reference.labels(stat=stat).set(value)
+
+    def observe_image(self, rgb: np.ndarray, size_bytes: int, found: DetectionResult) -> None:
+        self.brightness.observe(image_brightness(rgb))
+        self.megapixels.observe(found.width * found.height / 1e6)
+        self.upload.observe(size_bytes)
+        self.per_image.observe(len(found))
+        for name, count in Counter(found.class_name).items():
+            self.detections.labels(class_name=name).inc(count)
+        for score in found.confidence:
+            self.confidence.observe(float(score))
+
+
+class _Limiter:
+    """Admission (running + waiting ≤ capacity) and a semaphore of ``max_concurrency`` workers.
+
+    Lives on the server's event loop; a semaphore is made per loop (a test client may start
+    several loops over the app's life).
+    """
+
+    def __init__(self, *, max_concurrency: int, max_queue: int) -> None:
+        self.max_concurrency = max_concurrency
+        self.capacity = max_concurrency + max_queue
+        self.admitted = 0
+        self.running = 0
+        self._semaphore: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def try_enter(self) -> bool:
+        if self.admitted >= self.capacity:
+            return False
+        self.admitted += 1
+        return True
+
+    def leave(self) -> None:
+        self.admitted -= 1
+
+    @contextlib.asynccontextmanager
+    async def worker(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._semaphore is None or self._loop is not loop:
+            self._semaphore, self._loop = asyncio.Semaphore(self.max_concurrency), loop
+        async with self._semaphore:
+            self.running += 1
+            try:
+                yield
+            finally:
+                self.running -= 1
+
+
+def _endpoint(path: str) -> str:
+    return path if path in ENDPOINTS else "other"
+
+
+def _json_bytes(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+@dataclass
+class _Settings:
+    api_key: str
+    max_concurrency: int
+    max_queue: int
+    max_upload_bytes: int
+    max_pixels: int
+    max_batch: int
+    conf: float
+    iou: float
+    model_name: str
+    model_version: str
+    reference: dict[str, Any] | None = None
+
+
+class _Service:
+    """The state behind one app: the detector, the limits, the metrics, the worker threads."""
+
+    def __init__(self, detector: Detector, settings: _Settings) -> None:
+        self.detector = detector
+        self.settings = settings
+        self.metrics = _Metrics(
+            model=settings.model_name, version=settings.model_version, backend=detector.backend,
+            reference=settings.reference,
+        )  # fmt: skip
+        self.limiter = _Limiter(
+            max_concurrency=settings.max_concurrency, max_queue=settings.max_queue
+        )
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self.settings.max_concurrency, thread_name_prefix="tcv-detect"
+                )
+            return self._executor
+
+    def shutdown(self) -> None:
+        with self._executor_lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None
+
+    # ---- the gate: API key and body size, before any route runs --------------------------
+
+    def authorized(self, headers: Mapping[str, str]) -> bool:
+        key = self.settings.api_key.encode("utf-8")
+        given = headers.get("x-api-key", "")
+        bearer = headers.get("authorization", "")
+        if bearer[:7].lower() == "bearer ":
+            given = given or bearer[7:].strip()
+        return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), key)
+
+    async def gate(self, app: Any, scope: dict, receive: Callable, send: Callable) -> None:
+        """ASGI middleware: counts and times every request; checks the key and the body size."""
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        scope.setdefault("state", {})["tcv_start"] = start
+        endpoint = _endpoint(scope["path"])
+        status = [500]
+
+        async def counting_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            headers = {
+                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
+            }
+            refusal = self._refusal(scope, headers)
+            if refusal is not None:
+                self.metrics.errors.labels(endpoint=endpoint, reason=refusal.reason).inc()
+                await _send_json(counting_send, refusal.status, refusal.message, refusal.headers)
+                return
+            await app(scope, self._limited(receive), counting_send)
+        finally:
+            self.metrics.requests.labels(endpoint=endpoint, status=str(status[0])).inc()
+            self.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - start)
+
+    def _refusal(self, scope: dict, headers: Mapping[str, str]) -> _Rejection | None:
+        if (
+            self.settings.api_key
+            and scope["path"] not in OPEN_PATHS
+            and not self.authorized(headers)
+        ):
+            given = "x-api-key" in headers or "authorization" in headers
+            message = "invalid API key" if given else f"missing {API_KEY_HEADER} header"
+            return _Rejection(401, message, reason="unauthorized")
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                return _Rejection(400, f"invalid Content-Length {length!r}", reason="bad_request")
+            if int(length) > self.settings.max_upload_bytes:
+                return self._too_large(int(length))
+        return None
+
+    def _too_large(self, size: int | None) -> _Rejection:
+        limit = self.settings.max_upload_bytes
+        body = f"request body of {size:,} bytes" if size is not None else "request body"
+        return _Rejection(413, f"{body} is over the {limit:,}-byte limit", reason="too_large")
+
+    def _limited(self, receive: Callable) -> Callable:
+        limit, seen = self.settings.max_upload_bytes, [0]
+
+        async def limited_receive() -> dict:
+            message = await receive()
+            if message["type"] == "http.request":
+                seen[0] += len(message.get("body", b""))
+                if seen[0] > limit:
+                    raise self._too_large(None)
+            return message
+
+        return limited_receive
+
+    # ---- the detection endpoints --------------------------------------------------------
+
+    async def detect(self, request: Request, *, batch: bool) -> list[dict[str, Any]]:
+        """Reads the upload(s), runs them on a worker thread, returns the answers."""
+        if not self.limiter.try_enter():
+            raise _Rejection(
+                429,
+                f"busy: {self.limiter.capacity} requests are running or waiting; retry shortly",
+                reason="overloaded",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        self._update_gauges()
+        form = None
+        try:
+            form = await self._read_form(request, batch=batch)
+            uploads = self._uploads(form, batch=batch)
+            async with self.limiter.worker():
+                self._update_gauges()
+                loop = asyncio.get_running_loop()
+                start = request.scope.get("state", {}).get("tcv_start", time.perf_counter())
+                return await loop.run_in_executor(self.executor, self._work, uploads, start)
+        finally:
+            self.limiter.leave()
+            self._update_gauges()
+            if form is not None:
+                await form.close()
+
+    def _update_gauges(self) -> None:
+        self.metrics.in_flight.set(self.limiter.running)
+        self.metrics.waiting.set(self.limiter.admitted - self.limiter.running)
+
+    async def _read_form(self, request: Request, *, batch: bool) -> Any:
+        kind = request.headers.get("content-type", "")
+        field_name = BATCH_FIELD if batch else IMAGE_FIELD
+        if not kind.lower().startswith("multipart/form-data"):
+            what = f"Content-Type {kind!r}" if kind else "no Content-Type"
+            raise _Rejection(
+                415,
+                f"expected multipart/form-data with a file field {field_name!r}, got {what}",
+                reason="not_multipart",
+            )
+        try:
+            return await request.form(max_files=self.settings.max_batch, max_fields=16)
+        except HTTPException as exc:  # Starlette's multipart errors
+            if "Too many files" in str(exc.detail):
+                raise _Rejection(
+                    413,
+                    f"at most {self.settings.max_batch} images per request",
+                    reason="too_many_images",
+                ) from None
+            raise _Rejection(
+                400, f"malformed multipart body: {exc.detail}", reason="bad_multipart"
+            ) from None
+        except ClientDisconnect:
+            raise _Rejection(400, "the client went away", reason="disconnected") from None
+
+    def _uploads(self, form: Any, *, batch: bool) -> list[tuple[str, Any]]:
+        field_name = BATCH_FIELD if batch else IMAGE_FIELD
+        values = form.getlist(field_name)
+        if not values:
+            got = sorted(set(form.keys()))
+            raise _Rejection(
+                422,
+                f"missing multipart file field {field_name!r}"
+                + (f" (got fields {got})" if got else " (the body has no fields)"),
+                reason="missing_field",
+            )
+        if not batch and len(values) > 1:
+            raise _Rejection(
+                422,
+                f"one {field_name!r} file per request; send several to /v1/detect/batch",
+                reason="too_many_images",
+            )
+        uploads = []
+        for index, value in enumerate(values):
+            label = f"{field_name}[{index}]" if batch else field_name
+            if isinstance(value, str):
+                raise _Rejection(
+                    422, f"field {label!r} must be a file upload, not text", reason="not_a_file"
+                )
+            uploads.append((f"{label} ({value.filename!r})" if value.filename else label, value))
+        return uploads
+
+    def _work(self, uploads: list[tuple[str, Any]], start: float) -> list[dict[str, Any]]:
+        """Worker thread: decode, detect, record; one answer per upload."""
+        begin = time.perf_counter()
+        answers = []
+        for label, upload in uploads:
+            upload.file.seek(0)
+            data = upload.file.read()
+            try:
+                rgb = decode_image(data, max_pixels=self.settings.max_pixels)
+            except BadImage as exc:
+                raise _Rejection(exc.status, f"{label}: {exc}", reason=exc.reason) from None
+            found = self.detector.detect_arrays(
+                [rgb], conf=self.settings.conf, iou=self.settings.iou
+            )[0]
+            self.metrics.observe_image(rgb, len(data), found)
+            answers.append(
+                {
+                    "model": self.settings.model_name,
+                    "image": {"width": found.width, "height": found.height},
+                    "detections": found.to_records(),
+                    "latency_ms": round((time.perf_counter() - start) * 1000, 2),
+                }
+            )
+        self.metrics.inference.observe(time.perf_counter() - begin)
+        return answers
+
+
+class _Gate:
+    """Pure ASGI middleware (no body buffering) in front of every route: :meth:`_Service.gate`."""
+
+    def __init__(self, app: Any, *, service: _Service) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        await self.service.gate(self.app, scope, receive, send)
+
+
+async def _send_json(
+    send: Callable, status: int, message: str, headers: Mapping[str, str] | None = None
+) -> None:
+    body = _json_bytes({"error": message})
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    if status in (401,):
+        raw.append((b"www-authenticate", API_KEY_HEADER.encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _multipart_body(field: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` for a multipart upload with one required field."""
+    form = {"type": "object", "required": [field], "properties": {field: schema}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": form}},
+        }
+    }
+
+
+_BINARY = {"type": "string", "format": "binary"}
+_IMAGE_BODY = _multipart_body(IMAGE_FIELD, _BINARY)
+_BATCH_BODY = _multipart_body(
+    BATCH_FIELD, {"type": "array", "items": _BINARY, "maxItems": MAX_BATCH_IMAGES}
+)
+
+
+def create_app(
+    detector: Detector,
+    *,
+    api_key: str | None = None,
+    max_concurrency: int | None = None,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    max_batch: int = MAX_BATCH_IMAGES,
+    conf: float = DEFAULT_CONF,
+    iou: float = DEFAULT_IOU,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    reference: str | os.PathLike | Mapping[str, Any] | None = None,
+) -> FastAPI:
+    """The detection service (COURSE.md §5) around a detector.
+
+    Routes: ``GET /healthz``, ``GET /metrics`` (Prometheus text), ``POST /v1/detect`` (multipart
+    field ``image``) and ``POST /v1/detect/batch`` (up to ``max_batch`` fields ``images``); the
+    module docstring states the rules for keys, bad input and overload.
+
+    Args:
+        detector: From :func:`tcv_helpers.deploy.inference.load_detector`.
+        api_key: The key clients must send as ``X-API-Key``; None reads ``TCV_API_KEY`` from
+            the environment, ``""`` switches the check off.
+        max_concurrency: Requests decoded and run at once (default: the CPU cores).
+        max_queue: Requests that may wait for a worker; more get 429 at once.
+        max_upload_bytes: Largest request body (all images and the multipart framing).
+        max_pixels: Largest image, width x height.
+        max_batch: Most images in one batch request.
+        conf: Confidence threshold of the answers.
+        iou: NMS IoU threshold.
+        model_name: Shown by ``/healthz``, the answers and the metrics (default: the detector's).
+        model_version: Shown likewise (default: the first 12 hex digits of the file's SHA-256).
+        reference: The training images' reference profile (see
+            :func:`tcv_helpers.deploy.reference.brightness_reference`), a
+            JSON file or a mapping, exported as ``tcv_reference_brightness`` for the drift
+            alert; None uses ``reference.json`` in the model's folder (or the one above) when
+            there is one.
+
+    Returns:
+        The FastAPI app (``app.state.service`` holds its state, for tests).
+
+    Raises:
+        ValueError: If a limit is not positive, a threshold is outside 0-1 or the reference
+            profile is malformed.
+        FileNotFoundError: If a ``reference`` file is given and does not exist.
+    """
+    concurrency = usable_cores() if max_concurrency is None else max_concurrency
+    limits = {
+        "max_concurrency": concurrency,
+        "max_upload_bytes": max_upload_bytes,
+        "max_pixels": max_pixels,
+        "max_batch": max_batch,
+    }
+    for name, value in limits.items():
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}.")
+    if max_queue < 0:
+        raise ValueError(f"max_queue must be 0 or more, got {max_queue}.")
+    if not (0 <= conf <= 1 and 0 <= iou <= 1):
+        raise ValueError(f"conf and iou must be between 0 and 1, got conf={conf}, iou={iou}.")
+    if reference is None:
+        reference = reference_beside(detector.path)
+    settings = _Settings(
+        api_key=os.environ.get(API_KEY_ENV, "") if api_key is None else api_key,
+        max_concurrency=concurrency, max_queue=max_queue, max_upload_bytes=max_upload_bytes,
+        max_pixels=max_pixels, max_batch=max_batch, conf=conf, iou=iou,
+        model_name=model_name or detector.name, model_version=model_version or detector.version,
+        reference=None if reference is None else load_reference(reference),
+    )  # fmt: skip
+    service = _Service(detector, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        yield
+        service.shutdown()
+
+    app = FastAPI(
+        title="traffic-cams-cv detection service",
+        version=settings.model_version,
+        description=(
+            f"Vehicle detection with {settings.model_name} ({detector.backend}). "
+            f"Send the key as {API_KEY_HEADER} when the service has one."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.service = service
+
+    def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=dict(headers or {}))
+
+    @app.exception_handler(_Rejection)
+    async def rejected(request: Request, exc: _Rejection) -> JSONResponse:
+        endpoint = _endpoint(request.url.path)
+        service.metrics.errors.labels(endpoint=endpoint, reason=exc.reason).inc()
+        return error(exc.status, exc.message, exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return error(exc.status_code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error(
+            422, "; ".join(str(e.get("msg", e)) for e in exc.errors()) or "invalid request"
+        )
+
+    @app.exception_handler(Exception)
+    async def defect(request: Request, exc: Exception) -> JSONResponse:
+        LOGGER.exception("unexpected error on %s", request.url.path)
+        service.metrics.errors.labels(endpoint=_endpoint(request.url.path), reason="internal").inc()
+        return error(500, f"internal error ({type(exc).__name__}); this is a bug in the service")
+
+    app.add_middleware(_Gate, service=service)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness: 200 with the model's name and version (open without the key)."""
+        return {"status": "ok", "model": settings.model_name, "version": settings.model_version}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus metrics of this service (needs the key when one is set)."""
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/v1/detect", openapi_extra=_IMAGE_BODY)
+    async def detect(request: Request) -> JSONResponse:
+        """Detections in one image: multipart file field ``image``."""
+        return JSONResponse((await service.detect(request, batch=False))[0])
+
+    @app.post("/v1/detect/batch", openapi_extra=_BATCH_BODY)
+    async def detect_batch(request: Request) -> JSONResponse:
+        """Detections in several images: repeated multipart file field ``images``."""
+        return JSONResponse(await service.detect(request, batch=True))
+
+    return app

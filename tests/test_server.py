@@ -1,0 +1,169 @@
+"""Tests of tcv_helpers.deploy.server: tcv serve and python -m, one command; the image; overload."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import click
+import httpx
+import psutil
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from tcv_helpers.cli import app as cli_app
+from tcv_helpers.deploy.loadtest import load_test
+from tcv_helpers.deploy.server import command_parser, serve_in_background
+from tests.conftest import ROOT
+from tests.service_model import tiny_service_model
+
+#: The modules the service imports (``python -m tcv_helpers.deploy.server``, the Docker image).
+SERVICE_MODULES = (
+    "tcv_helpers.deploy.server",
+    "tcv_helpers.deploy.app",
+    "tcv_helpers.deploy.inference",
+    "tcv_helpers.deploy.runtimes",
+    "tcv_helpers.deploy.decode",
+    "tcv_helpers.deploy.reference",
+    "tcv_helpers.deploy.loadtest",
+    "tcv_helpers.imaging",
+    "tcv_helpers.env",
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_service_model(tmp_path_factory)
+
+
+def test_the_service_imports_neither_torch_nor_ultralytics_nor_opencv():
+    code = (
+        f"import sys; import {', '.join(SERVICE_MODULES)}; "
+        "print([m for m in ('torch', 'ultralytics', 'supervision', 'cv2', 'typer', 'matplotlib') "
+        "if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    deploy = {p.stem for p in (ROOT / "tcv_helpers" / "deploy").glob("*.py")}
+    assert deploy - {"__init__", "optimize"} == {m.rsplit(".", 1)[1] for m in SERVICE_MODULES[:7]}
+
+
+def test_tcv_serve_and_python_m_take_the_same_options():
+    """One command line: the Docker image's argparse entry point has tcv serve's options."""
+    serve = typer.main.get_command(cli_app).commands["serve"]
+    typer_options = {p.opts[0]: p.default for p in serve.params if isinstance(p, click.Option)}
+    parser = command_parser()
+    argparse_options = {
+        a.option_strings[0]: a.default for a in parser._actions if "--help" not in a.option_strings
+    }
+    assert typer_options == argparse_options
+    args = parser.parse_args(["--model", "m.onnx", "--max-queue", "4", "--log-level", "debug"])
+    assert vars(args) == {
+        "model": Path("m.onnx"), "host": "127.0.0.1", "port": 8000, "backend": "auto",
+        "max_concurrency": None, "max_queue": 4, "threads": None, "reference": None,
+        "log_level": "debug",
+    }  # fmt: skip
+
+
+# ---- the service on a real server ----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_500_concurrent_requests_get_answers_and_memory_comes_back(tiny):
+    with serve_in_background(tiny.onnx, mode="process", api_key="", max_queue=32) as server:
+        process = psutil.Process(server.pid)
+        warm = load_test(server.url, tiny.jpeg, concurrency=4, requests=40)
+        assert warm["status_counts"] == {"200": 40}
+        gc.collect()
+        before = process.memory_info().rss
+
+        flood = load_test(server.url, tiny.jpeg, concurrency=500, requests=500, timeout=120)
+        assert flood["errors"] == {}, flood
+        assert set(flood["status_counts"]) <= {"200", "429", "503"}, flood
+        assert flood["status_counts"].get("200", 0) >= 34  # the workers and the queue were used
+        assert flood["status_counts"].get("429", 0) > 0  # and the rest was refused at once
+
+        async def burst() -> list[httpx.Response]:
+            files = {"image": ("a.jpg", tiny.jpeg)}
+            limits = httpx.Limits(max_connections=100)
+            async with httpx.AsyncClient(limits=limits, timeout=60) as session:
+                calls = [session.post(f"{server.url}/v1/detect", files=files) for _ in range(100)]
+                return await asyncio.gather(*calls)
+
+        refused = [a for a in asyncio.run(burst()) if a.status_code == 429]
+        assert refused and refused[0].headers["retry-after"] == "1"
+        assert "busy" in refused[0].json()["error"]
+
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        after = process.memory_info().rss
+        assert after - before < 100e6, f"RSS grew by {(after - before) / 1e6:.0f} MB"
+        still = load_test(server.url, tiny.jpeg, concurrency=2, requests=6)
+        assert still["status_counts"] == {"200": 6}
+
+
+# ---- the command line and the image ------------------------------------------------------------
+
+
+def test_tcv_serve_help_and_a_missing_model(tmp_path):
+    runner = CliRunner()
+    usage = runner.invoke(cli_app, ["serve", "--help"])
+    assert usage.exit_code == 0 and "--model" in usage.output and "TCV_API_KEY" in usage.output
+    missing = runner.invoke(cli_app, ["serve", "--model", str(tmp_path / "gone.onnx")])
+    assert missing.exit_code != 0 and "gone.onnx" in missing.output
+    assert "Traceback" not in missing.output
+    module = subprocess.run(
+        [sys.executable, "-m", "tcv_helpers.deploy.server", "--model", str(tmp_path / "gone.onnx")],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert module.returncode == 2 and "gone.onnx" in module.stderr
+    assert "Traceback" not in module.stderr
+
+
+def _requirements(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"{path.name}: {line!r} is not pinned exactly"
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def test_docker_image_runs_the_service_without_torch():
+    pins = _requirements(ROOT / "requirements-serve.txt")
+    for name, version in pins.items():
+        assert metadata.version(name) == version, f"{name} differs from the installed version"
+    needed = {"fastapi", "uvicorn", "onnxruntime", "numpy", "pillow", "prometheus-client"}
+    assert needed | {"python-multipart"} <= set(pins)
+    assert not {"torch", "torchvision", "ultralytics", "opencv-python"} & set(pins)
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in dockerfile
+    assert "pip install --no-cache-dir -r requirements-serve.txt" in dockerfile
+    assert "pip install --no-cache-dir --no-deps ." in dockerfile
+    assert "EXPOSE 8000" in dockerfile and "HEALTHCHECK" in dockerfile
+    users = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+    assert '"tcv_helpers.deploy.server"' in dockerfile
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert ignored[0].strip() == "*", "the build context is an allow-list"
+    assert "!tcv_helpers/" in ignored and "!requirements-serve.txt" in ignored
+    # What the service imports from outside the standard library is installed in the image.
+    third_party = set()
+    for module in SERVICE_MODULES:
+        path = ROOT / Path(*module.split(".")).with_suffix(".py")
+        third_party |= {
+            line.split()[1].split(".")[0]
+            for line in path.read_text().splitlines()
+            if line.startswith(("import ", "from ")) and not line.startswith("from __future__")
+        }
+    import_names = {"PIL": "pillow", "prometheus_client": "prometheus-client"}
+    third_party -= set(sys.stdlib_module_names) | {"tcv_helpers"}
+    assert {import_names.get(m, m) for m in third_party} - {"starlette"} <= set(pins)
