@@ -1,9 +1,27 @@
-"""Test settings shared by the unit tests and nbval's notebook runs (which inherit this env)."""
+"""Test settings shared by the unit tests and nbval's notebook runs (which inherit this env).
 
+Besides the profile and the sample data, the session serves the course asset hub (COURSE.md
+section 9) on loopback: the release's data assets are built from the real sample data into a
+temporary folder and served over HTTP for the whole session, and ``TCV_ASSETS_URL`` points at
+it, so notebooks and ``tcv run`` subprocesses download the real camera set and videos as a
+learner would, without the internet. Where the sample data is absent nothing is set and the
+notebooks fall back (synthetic data), as they do offline.
+"""
+
+from __future__ import annotations
+
+import importlib.util
 import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent
+HUB_DIR_ENV = "TCV_TEST_HUB_DIR"  # the session hub's folder, for tests that serve a copy of it
 
 # The notebooks run in the smoke profile under test, whatever the machine has.
 os.environ.setdefault("TCV_PROFILE", "smoke")
@@ -12,3 +30,57 @@ os.environ.setdefault("TCV_PROFILE", "smoke")
 _shared = ROOT.parent / "shared" / "data"
 if "TCV_SAMPLE_DATA" not in os.environ and _shared.is_dir():
     os.environ["TCV_SAMPLE_DATA"] = str(_shared)
+
+_HUB = pytest.StashKey[tuple[Any, Path, dict[str, str | None]]]()
+
+
+def _hub_server_module() -> Any:
+    """``tests/hub_server.py``, loaded once as the module ``hub_server`` (tests import it so)."""
+    if "hub_server" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "hub_server", ROOT / "tests" / "hub_server.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["hub_server"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["hub_server"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Builds the data assets from the sample data and serves them for the session."""
+    sample = Path(os.environ.get("TCV_SAMPLE_DATA", ""))
+    if os.environ.get("TCV_ASSETS_URL") or not (sample / "manaus-traffic").is_dir():
+        return
+    from tcv_helpers.data.release import build_release
+
+    tmp = Path(tempfile.mkdtemp(prefix="tcv-test-hub-"))
+    try:
+        build_release(tmp / "hub", sample_data=sample)
+    except (ValueError, OSError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        config.issue_config_time_warning(
+            pytest.PytestWarning(f"No loopback asset hub for this session: {exc}"), stacklevel=2
+        )
+        return
+    server = _hub_server_module().HubServer(tmp / "hub").start()
+    settings = {
+        "TCV_ASSETS_URL": server.url,
+        "TCV_CACHE": str(tmp / "cache"),
+        HUB_DIR_ENV: str(tmp / "hub"),
+    }
+    config.stash[_HUB] = (server, tmp, {name: os.environ.get(name) for name in settings})
+    os.environ.update(settings)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stops the session's hub, restores the variables it set and removes its folder."""
+    if _HUB not in config.stash:
+        return
+    server, tmp, before = config.stash[_HUB]
+    server.stop()
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    shutil.rmtree(tmp, ignore_errors=True)

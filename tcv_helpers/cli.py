@@ -238,7 +238,8 @@ def data_convert(
 @data_app.command("scrape")
 def data_scrape(
     cameras: Annotated[
-        Path, typer.Option(help="Camera list (YAML: id, url, name, source, license, interval).")
+        Path,
+        typer.Option(help="Camera list (YAML: id, url, name, source, license, interval, fetch)."),
     ],
     out: Annotated[
         Path, typer.Option(help="Folder for <camera id>/<UTC time>.jpg and manifest.csv.")
@@ -467,6 +468,46 @@ def slurm(
         _fail(str(exc))
     if not result.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def release(
+    out: Annotated[Path, typer.Option(help="Release folder: the files to upload and assets.json.")],
+    sample_data: Annotated[
+        Path | None,
+        typer.Option(help="The real sample data folder (manaus-traffic/, videos/): data assets."),
+    ] = None,
+    workspace: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--workspace",
+            help="A course workspace (repeat): its models/best.pt and best.meta.json become a "
+            "checkpoint-<profile>-<dataset>.pt asset.",
+        ),
+    ] = None,
+    registry: Annotated[
+        Path | None,
+        typer.Option(
+            help="A registry file to merge the entries into (tcv_helpers/resources/assets.json)."
+        ),
+    ] = None,
+) -> None:
+    """Build the asset hub's release files and their registry entries (for maintainers)."""
+    from tcv_helpers.data.release import build_release
+
+    try:
+        result = build_release(
+            out, sample_data=sample_data, workspaces=workspace or (), registry=registry
+        )
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    for asset in result.assets.values():
+        typer.echo(
+            f"{asset.name}: {asset.file} ({asset.size / 1e6:.1f} MB, sha256 {asset.sha256[:12]}…)"
+        )
+    typer.echo(f"Registry entries of these {len(result.assets)}: {result.assets_json}")
+    if result.registry is not None:
+        typer.echo(f"Merged their entries into {result.registry}")
 
 
 sweep_app = typer.Typer(help="Parameter sweeps: gather their results.", no_args_is_help=True)

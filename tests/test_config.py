@@ -51,7 +51,7 @@ def test_load_config_creates_the_workspace(tmp_path, monkeypatch):
     for folder in (cfg.workspace.data, cfg.workspace.models, cfg.workspace.reports):
         assert folder.is_dir() and folder.parent == tmp_path / "ws"
     assert cfg.workspace.project_file == tmp_path / "ws" / "project.yaml"
-    assert cfg.sample_data is None and cfg.params == {"EPOCHS": 2}
+    assert cfg.params == {"EPOCHS": 2}
     assert "profile=smoke" in cfg.describe()
 
 
@@ -61,13 +61,6 @@ def test_load_config_refuses_a_file_as_workdir(tmp_path):
     with pytest.raises(ValueError, match="is a file"):
         load_config("smoke", file)
     assert file.read_text() == "mine"
-
-
-def test_sample_data_setting(tmp_path, monkeypatch):
-    monkeypatch.setenv("TCV_SAMPLE_DATA", str(tmp_path))
-    assert config.sample_data_dir() == tmp_path.resolve()
-    monkeypatch.setenv("TCV_SAMPLE_DATA", str(tmp_path / "missing"))
-    assert config.sample_data_dir() is None
 
 
 def test_with_overrides():
@@ -84,3 +77,32 @@ def test_import_has_no_side_effects(tmp_path):
     code = "import tcv_helpers, tcv_helpers.batch.runner, tcv_helpers.doctor, tcv_helpers.viz, tcv_helpers.cli"
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)
     assert list(Path(tmp_path).iterdir()) == []
+
+
+def test_real_data_settings_are_data_of_the_profile():
+    smoke = PROFILES["smoke"]
+    assert smoke.real_data == {"imgsz": 192}
+    real = smoke.for_real_data()
+    assert (real.imgsz, real.epochs, real.patience) == (192, smoke.epochs, smoke.patience)
+    assert real.name == "smoke" and real.batch == smoke.batch, "the rest is the profile's"
+    assert real.for_real_data() == real, "applying twice changes nothing more"
+    assert PROFILES["workshop"].for_real_data() is PROFILES["workshop"], "no overrides: itself"
+    assert with_overrides(smoke, real_data={}).for_real_data().imgsz == smoke.imgsz
+    with pytest.raises(ValueError, match=r"'smoke': real_data names unknown field\(s\) imgsize"):
+        with_overrides(smoke, real_data={"imgsize": 320})
+
+
+def test_config_for_dataset_reads_only_the_real_flag(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.delenv("TCV_SAMPLE_DATA", raising=False)
+    cfg = load_config("smoke", tmp_path / "ws")
+    real = cfg.for_dataset(SimpleNamespace(real=True, key=None, path=tmp_path / "cams-v3"))
+    assert real.profile.imgsz == 192 and real.profile.epochs == PROFILES["smoke"].epochs
+    assert cfg.profile.imgsz == PROFILES["smoke"].imgsz, "the original is unchanged"
+    assert "imgsz=192, epochs=18" in real.describe() and "dataset=cams-v3 (real)" in real.describe()
+    synthetic = cfg.for_dataset(SimpleNamespace(real=False, key="synthetic", path=tmp_path))
+    assert (
+        synthetic.profile == cfg.profile and "dataset=synthetic (synthetic)" in synthetic.describe()
+    )
+    assert real.workspace == cfg.workspace and real.params == cfg.params

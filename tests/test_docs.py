@@ -29,7 +29,8 @@ def test_ci_runs_the_readme_commands():
 def test_quick_start_is_setup_run_test():
     quick = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     commands = re.findall(r"```bash\n(.*?)```", quick, re.DOTALL)
-    assert [c.strip() for c in commands] == [_block("setup"), "tcv run", _block("test")]
+    expected = [_block("setup"), "tcv run", "jupyter lab notebooks/", _block("test")]
+    assert [c.strip() for c in commands] == expected
 
 
 def test_every_notebook_is_in_the_readme_table_with_its_badge():

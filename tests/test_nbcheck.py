@@ -116,8 +116,9 @@ MUTATIONS = {
     ),
     "setup edited": (
         lambda nb: _set(
-            _find(nb, "google.colab"),
-            _src(_find(nb, "google.colab")) + "\n    subprocess.run(['pip', 'install', 'torch'])",
+            _find(nb, 'if "google.colab" in sys.modules'),
+            _src(_find(nb, 'if "google.colab" in sys.modules'))
+            + "\n    subprocess.run(['pip', 'install', 'torch'])",
         ),
         "set-up cell differs",
     ),

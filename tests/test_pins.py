@@ -1,5 +1,9 @@
 """One place pins versions (pyproject.toml); the Colab, Binder and conda files must agree with it."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import tomllib
 import yaml
 from packaging.requirements import Requirement
@@ -7,6 +11,7 @@ from packaging.requirements import Requirement
 from tests.conftest import ROOT
 
 COLAB_SHIPS = {"torch", "torchvision"}
+NOT_ON_COLAB = {"jupyterlab"}  # Colab is its own notebook front end
 
 
 def _pyproject_deps() -> dict[str, str]:
@@ -39,7 +44,24 @@ def test_colab_requirements_match_without_torch():
     deps = _pyproject_deps()
     colab = _requirements(ROOT / "requirements-colab.txt")
     assert not COLAB_SHIPS & set(colab), "Colab's own torch/torchvision must never be reinstalled"
-    assert colab == {k: v for k, v in deps.items() if k not in COLAB_SHIPS}
+    assert not NOT_ON_COLAB & set(colab), "Colab has its own notebook UI: no JupyterLab there"
+    assert colab == {k: v for k, v in deps.items() if k not in COLAB_SHIPS | NOT_ON_COLAB}
+
+
+def test_jupyterlab_is_pinned_for_the_colab_free_set_ups():
+    """After the README's set-up (and in conda and Binder) `jupyter lab` opens the course."""
+    assert _pyproject_deps()["jupyterlab"].startswith("==")
+    assert "jupyterlab" in _requirements(ROOT / "binder" / "requirements.txt")
+
+
+def test_jupyter_lab_runs_in_this_environment():
+    """The environment the README's set-up made has a working `jupyter lab` command."""
+    jupyter = Path(sys.executable).parent / "jupyter"
+    result = subprocess.run(
+        [str(jupyter), "lab", "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == _pyproject_deps()["jupyterlab"].removeprefix("==")
 
 
 def test_binder_requirements_match():

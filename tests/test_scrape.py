@@ -529,3 +529,75 @@ def test_example_camera_list_is_valid_and_honest():
     wildfire = [c for c in cameras if "wildfire" in c.id or "fire" in c.name.lower()]
     assert 1 <= len(wildfire) <= 2
     assert "may change" in EXAMPLE_CAMERAS.read_text(encoding="utf-8")
+
+
+# --- cameras whose terms do not allow automated fetching (fetch: false) ---------------------
+
+
+def test_camera_marked_fetch_false_is_listed_but_never_requested(server, tmp_path):
+    cameras = [
+        *cams(server, "/cam/new/a"),
+        Camera(id="no-bots", url=server.url("/cam/new/forbidden"), source="Fire net", fetch=False),
+    ]
+    out = tmp_path / "out"
+    report = scrape(cameras, out, rounds=2, **FAST)
+
+    assert not server.requests_for("/cam/new/forbidden")
+    rows = read_manifest(out)
+    assert rows == report.rows
+    skipped = [row for row in rows if row["camera_id"] == "no-bots"]
+    assert len(skipped) == 1, "one row per run, not per round"
+    (row,) = skipped
+    assert row["outcome"] == "terms_disallowed" and row["outcome"] in OUTCOMES
+    assert "terms do not allow automated fetching" in row["error"]
+    assert row["image"] == "" and row["http_status"] == "" and row["source"] == "Fire net"
+    assert not (out / "no-bots").exists()
+    assert report.counts["terms_disallowed"] == 1 and report.counts["saved"] == 2
+    assert report.fetches == 2, "a camera never requested is no fetch"
+    assert "2 fetches" in report.summary() and "terms_disallowed=1" in report.summary()
+
+
+def test_only_disallowed_cameras_send_no_request_at_all(server, tmp_path):
+    cameras = [
+        Camera(id="fire-a", url=server.url("/cam/new/a"), fetch=False),
+        Camera(id="fire-b", url=server.url("/cam/new/b"), fetch=False),
+    ]
+    out = tmp_path / "out"
+    first = scrape(cameras, out, rounds=3, **FAST)
+    second = scrape(cameras, out, rounds=3, **FAST)  # a later run lists them again
+    assert server.log == [], "not even robots.txt is asked for"
+    assert first.fetches == second.fetches == 0 and not first.saved
+    assert [r["outcome"] for r in read_manifest(out)] == ["terms_disallowed"] * 4
+
+
+def test_load_cameras_reads_the_fetch_flag(tmp_path):
+    path = tmp_path / "cams.yaml"
+    path.write_text(
+        "cameras:\n" + GOOD + "    fetch: false\n  - id: b\n    url: https://example.org/b.jpg\n",
+        encoding="utf-8",
+    )
+    first, second = load_cameras(path)
+    assert first.fetch is False and second.fetch is True
+
+
+@pytest.mark.parametrize("value", ["maybe", "0", "'false'", "null"])
+def test_load_cameras_refuses_a_fetch_flag_that_is_not_true_or_false(tmp_path, value):
+    path = tmp_path / "cams.yaml"
+    path.write_text("cameras:\n" + GOOD + f"    fetch: {value}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"camera #0 \('a'\): field 'fetch': .* true or false"):
+        load_cameras(path)
+    with pytest.raises(ValueError, match="field 'fetch'"):
+        Camera(id="a", url="https://example.org/a.jpg", fetch="no")  # type: ignore[arg-type]
+
+
+def test_example_list_names_alertwest_and_never_fetches_it():
+    cameras = {camera.id: camera for camera in load_cameras(EXAMPLE_CAMERAS)}
+    alertwest = [c for c in cameras.values() if "alertwest" in c.url]
+    assert len(alertwest) == 1
+    (camera,) = alertwest
+    assert camera.fetch is False and "ALERTWest" in camera.source
+    assert "automated fetching" in camera.license and "credit" in camera.license
+    alertca = [c for c in cameras.values() if "alertcalifornia" in c.url]
+    assert len(alertca) == 1 and alertca[0].fetch and "credit" in alertca[0].license
+    for camera in cameras.values():
+        assert camera.fetch or "automated" in camera.license, camera.id

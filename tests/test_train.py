@@ -2,10 +2,12 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -13,20 +15,24 @@ from matplotlib.figure import Figure
 from tiny import TINY
 
 from tcv_helpers.config import PROFILES, with_overrides
+from tcv_helpers.data.release import build_release
 from tcv_helpers.data.synth import generate_dataset
 from tcv_helpers.model import train as train_mod
+from tcv_helpers.model.curves import LiveCurves, plot_training
 from tcv_helpers.model.train import (
-    LiveCurves,
     UntrustedWeights,
     WeightsEntry,
     ensure_trained,
     fine_tune,
+    meta_path,
     model_to_train,
-    plot_training,
+    read_model_meta,
     resolve_model,
     train,
     training_args,
+    write_model_meta,
 )
+from tcv_helpers.project import PROJECT_CLASSES
 
 
 def test_architecture_trains_from_scratch():
@@ -64,13 +70,27 @@ def test_registered_weights_in_the_cache_are_used(monkeypatch, tmp_path):
     monkeypatch.setenv("TCV_CACHE", str(tmp_path))
     payload = b"pretend weights"
     digest = hashlib.sha256(payload).hexdigest()
-    cached = tmp_path / "downloads" / f"{digest[:16]}-yolo11n.pt"
+    cached = tmp_path / "weights" / f"{digest[:16]}-yolo11n.pt"
     cached.parent.mkdir()
     cached.write_bytes(payload)
     entry = WeightsEntry("yolo11n.pt", "http://127.0.0.1:9/yolo11n.pt", digest, "AGPL-3.0")
     monkeypatch.setattr(train_mod, "WEIGHTS", {"yolo11n.pt": entry})
     choice = resolve_model("yolo11n.pt")
     assert choice.model == str(cached) and "checksum verified" in choice.message
+
+
+def test_registered_weights_with_a_wrong_checksum_are_not_kept(monkeypatch, tmp_path):
+    from hub_server import HubServer
+
+    monkeypatch.setenv("TCV_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv" / "yolo11n.pt").write_bytes(b"not the pinned weights")
+    with HubServer(tmp_path / "srv") as server:
+        entry = WeightsEntry("yolo11n.pt", f"{server.url}yolo11n.pt", "0" * 64, "AGPL-3.0")
+        monkeypatch.setattr(train_mod, "WEIGHTS", {"yolo11n.pt": entry})
+        choice = resolve_model("yolo11n.pt")
+    assert choice.model == "yolo11n.yaml" and "did not match its pinned sha256" in choice.message
+    assert not list((tmp_path / "cache").rglob("*yolo11n.pt")), "the file was not kept"
 
 
 def test_unknown_pickles_are_refused(tmp_path):
@@ -310,11 +330,160 @@ def test_fine_tune_compares_with_scratch(tiny_data, tmp_path):
 @pytest.mark.slow
 def test_ensure_trained_trains_once(tiny_data, tmp_path):
     models = tmp_path / "models"
-    first = ensure_trained(tiny_data, profile=TINY, out_dir=models, workers=0)
+    first = ensure_trained(
+        tiny_data, profile=TINY, out_dir=models, dataset="synthetic", fetch=False, workers=0
+    )
     weights = first.weights
     assert weights == models / "best.pt" and weights.is_file() and "trained now" in first.message
-    assert first.trained_now
+    assert first.trained_now and first.source == "trained" and "is off (TRAIN)" in first.message
+    meta = read_model_meta(weights)
+    assert meta["profile"] == "smoke" and meta["dataset"] == "synthetic" and meta["seed"] == 0
+    assert meta["imgsz"] == TINY.imgsz and meta["names"] == list(PROJECT_CLASSES)
+    assert 0 <= meta["map50"] <= 1
     stamp = weights.stat().st_mtime_ns
-    again = ensure_trained(tiny_data, profile=TINY, out_dir=models)
+    again = ensure_trained(tiny_data, profile=TINY, out_dir=models, dataset="synthetic")
     assert again.weights == weights and weights.stat().st_mtime_ns == stamp
-    assert "earlier" in again.message and not again.trained_now
+    assert "earlier" in again.message and not again.trained_now and again.source == "workspace"
+
+
+# --------------------------------------------------------------------------------------------
+# The sidecar of published weights, and ensure_trained's three sources: workspace, hub, training
+
+
+def test_model_meta_sidecar(tmp_path):
+    weights = tmp_path / "best.pt"
+    assert meta_path(weights) == tmp_path / "best.meta.json"
+    assert read_model_meta(weights) == {}, "absent: empty"
+    written = write_model_meta(weights, profile="smoke", dataset=None, map50=0.5)
+    assert written == meta_path(weights)
+    assert read_model_meta(weights) == {"profile": "smoke", "dataset": None, "map50": 0.5}
+    for bad in ("{broken", "[1, 2]", ""):
+        meta_path(weights).write_text(bad)
+        assert read_model_meta(weights) == {}, bad
+
+
+def _never_train(*args, **kwargs):
+    raise AssertionError("ensure_trained trained although it should not have")
+
+
+def _fake_train(calls):
+    def fake(data_yaml, **kwargs):
+        calls.append(kwargs)
+        best = kwargs["out_dir"] / kwargs["publish_as"]
+        best.write_bytes(b"weights trained now")
+        return SimpleNamespace(best=best, epochs=2, seconds=1.0, map50=0.25)
+
+    return fake
+
+
+def test_ensure_trained_uses_the_workspace_model_of_the_same_dataset(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_mod, "train", _never_train)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "best.pt").write_bytes(b"ours")
+    legacy = ensure_trained(tmp_path / "d.yaml", profile=TINY, out_dir=models, dataset="synthetic")
+    assert legacy.source == "workspace" and not legacy.trained_now, "no sidecar: used"
+    write_model_meta(models / "best.pt", dataset="manaus-traffic")
+    same = ensure_trained(
+        tmp_path / "d.yaml", profile=TINY, out_dir=models, dataset="manaus-traffic"
+    )
+    assert same.weights == models / "best.pt" and same.source == "workspace"
+    assert "trained earlier" in same.message
+
+
+@pytest.fixture
+def checkpoint_hub(tiny_model, tmp_path, monkeypatch):
+    """A release holding the tiny model as the course checkpoint for smoke on synthetic."""
+    from hub_server import HubServer
+
+    workspace = tmp_path / "release-ws"
+    (workspace / "models").mkdir(parents=True)
+    shutil.copyfile(tiny_model.weights, workspace / "models" / "best.pt")
+    write_model_meta(
+        workspace / "models" / "best.pt", profile="smoke", dataset="synthetic", imgsz=64,
+        names=list(PROJECT_CLASSES), map50=0.4242, seed=0,
+    )  # fmt: skip
+    build_release(tmp_path / "release", workspaces=[workspace])
+    monkeypatch.setenv("TCV_ASSETS_REGISTRY", str(tmp_path / "release" / "assets.json"))
+    monkeypatch.setenv("TCV_CACHE", str(tmp_path / "cache"))
+    with HubServer(tmp_path / "release") as server:
+        monkeypatch.setenv("TCV_ASSETS_URL", server.url)
+        yield server, tiny_model.weights
+
+
+def test_ensure_trained_fetches_the_course_checkpoint(checkpoint_hub, tmp_path, monkeypatch):
+    server, published = checkpoint_hub
+    monkeypatch.setattr(train_mod, "train", _never_train)
+    models = tmp_path / "models"
+    got = ensure_trained(tmp_path / "d.yaml", profile=TINY, out_dir=models, dataset="synthetic")
+    assert got.source == "hub" and not got.trained_now and got.weights == models / "best.pt"
+    assert got.message == (
+        "Fetched the course's trained checkpoint for the smoke profile on synthetic (mAP50 0.42) "
+        f"from the asset hub instead of training: {models / 'best.pt'}."
+    )
+    assert got.weights.read_bytes() == published.read_bytes()
+    assert server.requests == ["/checkpoint-smoke-synthetic.pt"]
+    meta = read_model_meta(got.weights)
+    assert (meta["profile"], meta["dataset"], meta["map50"]) == ("smoke", "synthetic", 0.4242)
+    assert resolve_model(got.weights, trusted_dirs=(models,)).model == str(got.weights.resolve())
+    again = ensure_trained(tmp_path / "d.yaml", profile=TINY, out_dir=models, dataset="synthetic")
+    assert again.source == "workspace" and len(server.requests) == 1
+
+
+def test_a_model_of_another_dataset_is_kept_aside(checkpoint_hub, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_mod, "train", _never_train)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "best.pt").write_bytes(b"trained on the real set")
+    write_model_meta(models / "best.pt", dataset="manaus-traffic", map50=0.3)
+    got = ensure_trained(tmp_path / "d.yaml", profile=TINY, out_dir=models, dataset="synthetic")
+    assert got.source == "hub" and got.message.startswith(
+        "The workspace's model was trained on manaus-traffic, so it was kept as "
+        "best-manaus-traffic.pt."
+    )
+    assert (models / "best-manaus-traffic.pt").read_bytes() == b"trained on the real set"
+    assert read_model_meta(models / "best-manaus-traffic.pt")["dataset"] == "manaus-traffic"
+    assert read_model_meta(models / "best.pt")["dataset"] == "synthetic"
+
+
+@pytest.mark.parametrize(
+    ("dataset", "fetch", "why"),
+    [
+        ("synthetic", True, "The asset hub lists no course checkpoint for the smoke profile on "
+         "synthetic (checkpoint-smoke-synthetic)."),
+        ("synthetic", False, "Fetching the course's checkpoint is off (TRAIN)."),
+        (None, True, "The course publishes no checkpoint for this dataset."),
+        ("cams-v3", True, "The course publishes no checkpoint for cams-v3."),
+    ],
+)  # fmt: skip
+def test_ensure_trained_trains_when_there_is_no_checkpoint(
+    tmp_path, monkeypatch, dataset, fetch, why
+):
+    monkeypatch.delenv("TCV_ASSETS_REGISTRY", raising=False)
+    calls = []
+    monkeypatch.setattr(train_mod, "train", _fake_train(calls))
+    models = tmp_path / "models"
+    models.mkdir()
+    got = ensure_trained(
+        tmp_path / "d.yaml", profile=TINY, out_dir=models, dataset=dataset, fetch=fetch, workers=0
+    )
+    assert got.source == "trained" and got.trained_now and got.weights == models / "best.pt"
+    assert got.message.startswith(why + " No trained model in the workspace, so one was trained")
+    assert calls == [
+        {"profile": TINY, "out_dir": models, "publish_as": "best.pt", "dataset": dataset,
+         "workers": 0}
+    ]  # fmt: skip
+
+
+def test_ensure_trained_says_why_the_hub_failed(checkpoint_hub, tmp_path, monkeypatch):
+    from hub_server import closed_port_url
+
+    url = closed_port_url()
+    monkeypatch.setenv("TCV_ASSETS_URL", url)
+    calls = []
+    monkeypatch.setattr(train_mod, "train", _fake_train(calls))
+    got = ensure_trained(tmp_path / "d.yaml", profile=TINY, out_dir=tmp_path, dataset="synthetic")
+    why, rest = got.message.split(". ", 1)
+    assert url.rstrip("/") in why and "checkpoint-smoke-synthetic" in why
+    assert rest.startswith("No trained model in the workspace, so one was trained now")
+    assert got.source == "trained" and len(calls) == 1

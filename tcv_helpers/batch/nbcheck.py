@@ -54,9 +54,16 @@ class RepoInfo:
         """``OWNER/NAME``."""
         return self.url.rstrip("/").split("github.com/", 1)[1]
 
-    def colab_url(self, notebook: str, branch: str = "main") -> str:
-        """The "Open in Colab" link of a notebook file."""
-        return f"https://colab.research.google.com/github/{self.slug}/blob/{branch}/notebooks/{notebook}"
+    def colab_url(self, notebook: str, branch: str | None = None) -> str:
+        """The "Open in Colab" link of a notebook file, at the release tag by default.
+
+        The badge opens the notebook of the same tag that its set-up cell installs the helpers
+        from, so a learner never runs notebooks of one version against helpers of another.
+        """
+        ref = branch or self.ref
+        return (
+            f"https://colab.research.google.com/github/{self.slug}/blob/{ref}/notebooks/{notebook}"
+        )
 
     def badge(self, notebook: str) -> str:
         """The badge's Markdown."""
@@ -83,8 +90,9 @@ def repo_info(dist: str = "tcv_helpers") -> RepoInfo:
 def colab_setup_source(info: RepoInfo) -> str:
     """The set-up cell every notebook starts its code with (identical in all of them)."""
     return f'''# Set-up. On Google Colab this installs the course's pinned packages and helpers (about a
-# minute) and keeps Colab's own PyTorch. Anywhere else it does nothing: the course's set-up
-# command (README) already installed everything.
+# minute) and keeps Colab's own PyTorch. Anywhere else the install is skipped: the course's
+# set-up command (README) already installed everything. Then one line compares Python, PyTorch,
+# NumPy, Pillow and Ultralytics with the versions the course was tested with.
 import subprocess
 import sys
 
@@ -93,7 +101,11 @@ if "google.colab" in sys.modules:
     RAW = f"https://raw.githubusercontent.com/{{REPO.split('github.com/')[1]}}/{{REF}}"
     pip = [sys.executable, "-m", "pip", "install", "-q"]
     subprocess.run([*pip, "-r", f"{{RAW}}/requirements-colab.txt"], check=True)
-    subprocess.run([*pip, "--no-deps", f"git+{{REPO}}@{{REF}}"], check=True)'''
+    subprocess.run([*pip, "--no-deps", f"git+{{REPO}}@{{REF}}"], check=True)
+
+from tcv_helpers.doctor import runtime_check
+
+print(runtime_check().line())'''
 
 
 def _source(cell: dict) -> str:
@@ -175,9 +187,10 @@ def check_notebook(path: str | os.PathLike, info: RepoInfo | None = None) -> lis
         if cell.get("cell_type") == "code":
             if cell.get("outputs") or cell.get("execution_count") is not None:
                 problems.append(f"cell {i + 1} carries outputs or an execution count (strip them)")
-            code_lines += sum(
-                1 for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")
-            )
+            if text.strip() != colab_setup_source(info).strip():  # generated: not counted
+                code_lines += sum(
+                    1 for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")
+                )
             if "parameters" in cell.get("metadata", {}).get("tags", []):
                 if "parameters" in order:
                     problems.append("more than one cell is tagged parameters")

@@ -580,7 +580,7 @@ def write_jupyter_job(
         what="JupyterLab on a compute node: 127.0.0.1 only, a token, reached through an SSH tunnel.",
     )  # fmt: skip
     lines += [
-        'command -v jupyter >/dev/null || { echo "tcv: JupyterLab is not installed in this environment: pip install jupyterlab" >&2; exit 127; }',
+        'command -v jupyter >/dev/null || { echo "tcv: JupyterLab is not installed in this environment: activate the course environment (environment.yml), or pip install -e . in the course folder" >&2; exit 127; }',
         "umask 077",
         "# The port on 127.0.0.1 of this node; another free one if a different job holds it.",
         f'PORT=$(python -c \'import socket, sys\ns = socket.socket()\ntry:\n    s.bind(("127.0.0.1", int(sys.argv[1])))\nexcept OSError:\n    s.bind(("127.0.0.1", 0))\nprint(s.getsockname()[1])\' {port})',

@@ -18,7 +18,7 @@ from tcv_helpers.data.labels import (
 
 
 def _sample_example(sample_data: Path) -> LabeledFrame | None:
-    root = sample_data / MANAUS
+    root = sample_data if (sample_data / "data.yaml").is_file() else sample_data / MANAUS
     if not (root / "data.yaml").is_file():
         return None
     dataset = Dataset.from_yaml(root)
@@ -51,11 +51,12 @@ def _sample_example(sample_data: Path) -> LabeledFrame | None:
 def example_frame(sample_data: Path | None = None, *, seed: int = 7) -> LabeledFrame:
     """One labelled traffic-camera frame to look at.
 
-    A real frame from the sample data when ``sample_data`` points at it, else a synthetic frame
-    (which also knows the exact outline of every vehicle).
+    A real frame from the Manaus sample when ``sample_data`` points at it, else a synthetic
+    frame (which also knows the exact outline of every vehicle).
 
     Args:
-        sample_data: The folder ``TCV_SAMPLE_DATA`` names (``cfg.sample_data``), or None.
+        sample_data: The Manaus sample's folder (what ``hub.try_fetch("manaus-traffic",
+            folder=True)`` returns), or a folder holding ``manaus-traffic/``, or None.
         seed: Seed of the synthetic frame.
 
     Returns:

@@ -158,6 +158,34 @@ def image_class_counts(labelset: LabelSet) -> list[Counter[str]]:
     ]
 
 
+def camera_groups(labelset: LabelSet) -> list[str]:
+    """The camera of every image, in :attr:`LabelSet.images` order (to split by camera).
+
+    Frames of one camera look alike, so a split must keep each camera on one side. The camera is
+    the ``camera_id`` of the dataset's ``manifest.csv`` (COURSE.md section 6; the course writes
+    one for every dataset it prepares); without a manifest, or for an image the manifest does not
+    list, it is the file name's part before the first ``_`` (``cam-03_000123.jpg`` -> ``cam-03``).
+
+    Args:
+        labelset: The labels, read from a dataset folder (:attr:`LabelSet.root` set).
+
+    Returns:
+        One camera id per image.
+    """
+    from tcv_helpers.data.labels import read_manifest
+
+    cameras: dict[str, str] = {}
+    manifest = labelset.root / "manifest.csv" if labelset.root is not None else None
+    if manifest is not None and manifest.is_file():
+        table = read_manifest(manifest)
+        cameras = {
+            Path(image).name: camera
+            for image, camera in zip(table["image"], table["camera_id"], strict=True)
+            if camera
+        }
+    return [cameras.get(im.file_name) or im.file_name.split("_")[0] for im in labelset.images]
+
+
 def split_key(split: str) -> tuple[int, str]:
     """Sort key of a split name: :data:`SPLIT_ORDER` first, then others by name."""
     return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split)

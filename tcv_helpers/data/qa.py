@@ -676,8 +676,9 @@ def plant_defects(root: str | os.PathLike, out: str | os.PathLike) -> dict[str, 
     original is only read.
 
     Args:
-        root: A dataset with at least two train images (``images/train``, ``labels/train``) and
-            one val image, in the Ultralytics layout that ``tcv data synth`` writes.
+        root: A YOLO dataset (any layout its ``data.yaml`` describes: ``images/train`` as
+            ``tcv data synth`` writes, or Roboflow's ``train/images``) with at least eight train
+            images and one val image inside its folder.
         out: Where to write the copy (must not exist yet).
 
     Returns:
@@ -692,15 +693,25 @@ def plant_defects(root: str | os.PathLike, out: str | os.PathLike) -> dict[str, 
     src, dst = Path(root), Path(out)
     if dst.exists():
         raise FileExistsError(f"{dst} exists; plant_defects writes a fresh copy.")
-    train = sorted((src / "images" / "train").glob("*.jpg"))
-    val = sorted((src / "images" / "val").glob("*.jpg"))
-    if len(train) < 8 or not val:
-        raise ValueError(f"{src}: need at least 8 train images and 1 val image to plant defects.")
+    source = Dataset.from_yaml(src)
+    base = source.root.resolve()
+
+    def inside(split: str) -> list[Path]:
+        found = source.images(split) if split in source.splits else []
+        jpegs = (p.resolve() for p in found if p.suffix.lower() == ".jpg")
+        return sorted(Path(os.path.relpath(p, base)) for p in jpegs)
+
+    train, val = inside("train"), inside("val")
+    if len(train) < 8 or not val or any(p.parts[0] == ".." for p in (*train, *val)):
+        raise ValueError(
+            f"{src}: need at least 8 train images and 1 val image (JPEG, inside the dataset's "
+            "folder) to plant defects."
+        )
     shutil.copytree(src, dst)
     copy = Dataset.from_yaml(dst)
     if "path" in copy.config:  # the copy must describe itself, not the original
         copy.to_yaml(dst / "data.yaml", root=dst.resolve(), header=f"# {src} with defects planted.")
-    images = [dst / "images" / "train" / p.name for p in train]
+    images = [dst / p for p in train]
     labels = [label_path_for(p) for p in images]
     planted: dict[str, str] = {}
 
@@ -733,8 +744,8 @@ def plant_defects(root: str | os.PathLike, out: str | os.PathLike) -> dict[str, 
     orphan = labels[0].parent / "no_such_frame.txt"
     atomic_write_text(orphan, "0 0.5 0.5 0.1 0.1\n")
     planted["orphan_label"] = rel(orphan)
-    leaked = dst / "images" / "val" / f"copy_of_{train[-1].name}"
-    atomic_write_bytes(leaked, train[-1].read_bytes())
-    atomic_write_bytes(label_path_for(leaked), label_path_for(train[-1]).read_bytes())
+    leaked = (dst / val[0]).with_name(f"copy_of_{train[-1].name}")
+    atomic_write_bytes(leaked, (base / train[-1]).read_bytes())
+    atomic_write_bytes(label_path_for(leaked), label_path_for(base / train[-1]).read_bytes())
     planted["near_duplicate_across_splits"] = rel(leaked)
     return planted

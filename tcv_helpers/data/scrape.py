@@ -26,7 +26,10 @@ What it does for every camera and round, in order (the HTTP part, steps 1 to 5, 
    ``OUT/manifest.csv``.
 
 Every fetch of a camera in a round is one manifest row, whatever happened (retries inside one
-fetch are folded into its row). The columns (:data:`MANIFEST_COLUMNS`): ``image`` (path relative
+fetch are folded into its row). A camera whose publisher's terms do not allow automated fetching
+is marked ``fetch: false`` in the camera list: it is never requested (not even its host's
+``robots.txt``), and each run writes one ``terms_disallowed`` row for it, so the manifest still
+says what was left out and why. The columns (:data:`MANIFEST_COLUMNS`): ``image`` (path relative
 to the output folder, empty when nothing was saved), ``camera_id``, ``timestamp`` (UTC, ISO 8601),
 ``source`` (the publisher), ``condition`` (``unknown``: for later labelling), ``split`` (empty),
 ``url``, ``outcome`` (one of :data:`OUTCOMES`), ``http_status``, ``bytes`` (body size, or the
@@ -128,13 +131,20 @@ OUTCOMES = (
     "timeout",
     "connection_error",
     "robots_disallowed",
+    "terms_disallowed",
 )
 #: Outcomes whose response was a decodable image (its validators and hash are remembered).
 IMAGE_OUTCOMES = frozenset({"saved", "duplicate", "near_duplicate", "placeholder"})
+#: Outcomes of cameras that were listed but never requested (not counted as fetches).
+NOT_FETCHED_OUTCOMES = frozenset({"terms_disallowed"})
+#: The ``error`` cell of a camera marked ``fetch: false``.
+TERMS_DISALLOW_REASON = (
+    "terms do not allow automated fetching (fetch: false in the camera list); never requested"
+)
 #: Allowed camera ids: lower-case letters, digits, ``-`` and ``_`` (they become folder names).
 CAMERA_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 #: Keys a camera entry of the YAML list may have.
-CAMERA_KEYS = ("id", "url", "name", "source", "license", "interval")
+CAMERA_KEYS = ("id", "url", "name", "source", "license", "interval", "fetch")
 #: A perceptual hash seen from this many different cameras marks a "camera offline" card.
 PLACEHOLDER_MIN_CAMERAS = 2
 #: File-name timestamp of a saved frame (UTC).
@@ -157,9 +167,12 @@ class Camera:
         source: Who publishes it; goes to the manifest's ``source`` column.
         license: Terms of use of the images.
         interval: Seconds between fetches of this camera; None uses the run's interval.
+        fetch: False when the publisher's terms do not allow automated fetching: the camera
+            is listed (in the manifest too) but never requested.
 
     Raises:
-        ValueError: If the id, URL or interval is invalid (the message names the field).
+        ValueError: If the id, URL, interval or fetch flag is invalid (the message names the
+            field).
     """
 
     id: str
@@ -168,6 +181,7 @@ class Camera:
     source: str = ""
     license: str = ""
     interval: float | None = None
+    fetch: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not CAMERA_ID_PATTERN.fullmatch(self.id):
@@ -189,13 +203,16 @@ class Camera:
                 raise ValueError(f"field 'interval': {value!r} is not a number of seconds")
             if not value > 0 or value == float("inf"):
                 raise ValueError(f"field 'interval': {value!r} must be a positive number")
+        if not isinstance(self.fetch, bool):
+            raise ValueError(f"field 'fetch': {self.fetch!r} must be true or false")
 
 
 def load_cameras(path: str | os.PathLike) -> list[Camera]:
     """Reads and checks a camera list (YAML with a ``cameras:`` list).
 
-    Each entry has ``id`` and ``url`` and optionally ``name``, ``source``, ``license`` and
-    ``interval`` (seconds); other keys are refused, so a typo does not go unnoticed.
+    Each entry has ``id`` and ``url`` and optionally ``name``, ``source``, ``license``,
+    ``interval`` (seconds) and ``fetch`` (``false`` where the terms do not allow automated
+    fetching); other keys are refused, so a typo does not go unnoticed.
 
     Args:
         path: The YAML file.
@@ -246,6 +263,7 @@ def load_cameras(path: str | os.PathLike) -> list[Camera]:
                 source=entry.get("source") or "",
                 license=entry.get("license") or "",
                 interval=entry.get("interval"),
+                fetch=entry.get("fetch", True),
             )
         except ValueError as exc:
             raise ValueError(f"{label}: {exc}.") from None
@@ -281,8 +299,8 @@ class ScrapeReport:
 
     @property
     def fetches(self) -> int:
-        """Number of fetches in this run (the sum of :attr:`counts`)."""
-        return sum(self.counts.values())
+        """Number of fetches in this run (:attr:`counts` without cameras never requested)."""
+        return sum(n for name, n in self.counts.items() if name not in NOT_FETCHED_OUTCOMES)
 
     def summary(self) -> str:
         """One line for the console: fetches, frames saved and the non-zero outcomes."""
@@ -576,6 +594,14 @@ class _Store:
             return "near_duplicate", f"{distance} bits from the camera's last saved frame"
         return "saved", ""
 
+    def skip(self, camera: Camera) -> dict[str, str]:
+        """Records a camera that is never requested (``fetch: false``): one row per run."""
+        with self._lock:
+            row = self._row(camera, utc_now(), "terms_disallowed", error=TERMS_DISALLOW_REASON)
+            self._write_row(row)
+            self.report.counts[row["outcome"]] += 1
+            return row
+
     def record(
         self, camera: Camera, fetch: FetchResult, frame: _Frame | None, when: datetime
     ) -> dict[str, str]:
@@ -697,8 +723,9 @@ def scrape(
 
     Cameras are fetched concurrently (one task per camera and round); a camera's next fetch
     starts ``interval`` seconds (or the camera's own ``interval``) after its previous one
-    started. Requests to one host never overlap and stay ``per_host_delay`` seconds apart
-    whatever the concurrency, and ``robots.txt`` is honoured (an unreachable or 4xx
+    started. A camera with ``fetch=False`` is never requested: it gets one ``terms_disallowed``
+    row per run instead. Requests to one host never overlap and stay ``per_host_delay`` seconds
+    apart whatever the concurrency, and ``robots.txt`` is honoured (an unreachable or 4xx
     ``robots.txt`` allows everything; a 5xx one forbids the host for this run). See the module
     docstring for the outcomes and how a killed run is resumed.
 
@@ -758,6 +785,10 @@ def scrape(
     options = FetchOptions(user_agent, float(timeout), int(retries), float(backoff), int(max_bytes))
     pacer = HostPacer(float(per_host_delay))
     ctx = _Context(session, options, pacer, RobotsRules(session, pacer, options), store)
+    for camera in cameras:
+        if not camera.fetch:
+            store.skip(camera)
+    cameras = [camera for camera in cameras if camera.fetch]
     gaps = {c.id: (c.interval if c.interval is not None else float(interval)) for c in cameras}
     remaining = dict.fromkeys(gaps, rounds)
     due = dict.fromkeys(gaps, time.monotonic())

@@ -9,16 +9,22 @@ The engine behind notebook 05::
 
     from tcv_helpers.model.train import train
 
-    result = train(data_yaml, profile=cfg.profile, out_dir=cfg.workspace.models)
+    result = train(data_yaml, profile=cfg.profile, out_dir=cfg.workspace.models, dataset=ds.key)
     result.map50, result.best        # workspace/models/best.pt, read by the later notebooks
+
+Published weights carry a sidecar (``best.pt`` -> ``best.meta.json``: profile, dataset, image
+size, class names, mAP50, seed), which :func:`ensure_trained` reads to tell whether the
+workspace's model fits the dataset, and the release build reads to publish it as the course's
+checkpoint for that profile and dataset.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,9 +32,9 @@ from typing import TYPE_CHECKING, Any
 from matplotlib.figure import Figure
 
 from tcv_helpers.config import DEVICE_ENV, Profile, parse_device
-from tcv_helpers.data.registry import DatasetUnavailable, download
 from tcv_helpers.env import usable_cores
-from tcv_helpers.io import atomic_write_bytes, atomic_write_text
+from tcv_helpers.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tcv_helpers.model.curves import LOSS_PREFIX, read_results
 from tcv_helpers.model.predict import quiet_ultralytics
 
 if TYPE_CHECKING:
@@ -40,6 +46,9 @@ _RELEASE = "https://github.com/ultralytics/assets/releases/download/v8.3.0"
 
 #: Per-epoch callback: ``on_epoch(epoch, metrics)`` with the 1-based epoch number.
 EpochCallback = Callable[[int, dict[str, float]], None]
+
+#: Suffix of the sidecar beside published weights (``best.pt`` -> ``best.meta.json``).
+META_SUFFIX = ".meta.json"
 
 
 @dataclass(frozen=True)
@@ -61,13 +70,16 @@ class TrainedModel:
 
     Attributes:
         weights: The ``.pt`` file.
-        message: One sentence: found in the workspace, or trained just now (with its numbers).
-        trained_now: True when there was no model and one was trained by this call.
+        message: Where it came from: found in the workspace, fetched from the asset hub, or
+            trained just now (with its numbers and why there was no checkpoint).
+        trained_now: True when a model was trained by this call.
+        source: ``workspace``, ``hub`` or ``trained``.
     """
 
     weights: Path
     message: str
     trained_now: bool
+    source: str
 
 
 @dataclass(frozen=True)
@@ -182,15 +194,47 @@ def resolve_model(
         return ModelChoice(
             fallback, f"Downloads are off: training {fallback} from scratch instead of {path.name}."
         )
-    try:
-        weights = download(entry.url, entry.sha256)
-    except DatasetUnavailable as exc:
+    weights, why = _fetch_weights(entry)
+    if weights is None:
         return ModelChoice(
-            fallback, f"{exc} Training {fallback} from scratch instead of pretrained {path.name}."
+            fallback, f"{why} Training {fallback} from scratch instead of pretrained {path.name}."
         )
     return ModelChoice(
         str(weights), f"Using pretrained {path.name} (COCO, {entry.license}), checksum verified."
     )
+
+
+def _fetch_weights(entry: WeightsEntry, *, timeout: float = 30.0) -> tuple[Path | None, str]:
+    """Downloads registered weights once into the course cache, verified against their sha256.
+
+    A file already in the cache with the right checksum is used without any network access.
+
+    Returns:
+        ``(file, "")``, or ``(None, why)`` with one sentence when the weights cannot be had.
+    """
+    import pooch
+    import requests
+
+    from tcv_helpers.data.hub import cache_dir
+
+    logger = pooch.get_logger()  # quiet: the caller says what happened in its own sentence
+    level = logger.level
+    logger.setLevel("WARNING")
+    try:
+        file = pooch.retrieve(
+            entry.url,
+            known_hash=f"sha256:{entry.sha256}",
+            fname=f"{entry.sha256[:16]}-{entry.name}",
+            path=cache_dir() / "weights",
+            downloader=pooch.HTTPDownloader(progressbar=False, timeout=timeout),
+        )
+    except ValueError:  # pooch: the checksum differs (the file is not kept)
+        return None, f"{entry.url} did not match its pinned sha256, so it was not used."
+    except (requests.RequestException, OSError) as exc:
+        return None, f"Could not download {entry.url} ({type(exc).__name__})."
+    finally:
+        logger.setLevel(level)
+    return Path(file), ""
 
 
 def model_to_train(
@@ -322,14 +366,6 @@ class TrainResult:
         }
 
 
-def read_results(results: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
-    """Reads Ultralytics' ``results.csv`` (or cleans a DataFrame of it): stripped column names."""
-    import pandas as pd
-
-    frame = results if isinstance(results, pd.DataFrame) else pd.read_csv(results)
-    return frame.rename(columns=lambda c: str(c).strip())
-
-
 def _count_images(data_yaml: Path, split: str = "train") -> int:
     """Images Ultralytics trains on per epoch: the split's list as it reads it (repeats count)."""
     from tcv_helpers.data.dataset import Dataset
@@ -434,13 +470,15 @@ def train(
     allow_download: bool = True,
     threads: int | None = None,
     verbose: bool = False,
+    dataset: str | None = None,
     **overrides: Any,
 ) -> TrainResult:
     """Trains a YOLO detector (the engine behind notebook 05).
 
     The run goes to ``out_dir/<name>/`` (``weights/last.pt`` after every epoch,
-    ``weights/best.pt``, ``results.csv``, TensorBoard logs in ``tensorboard/``); the best weights are copied to ``out_dir/best.pt``,
-    the file the later notebooks read.
+    ``weights/best.pt``, ``results.csv``, TensorBoard logs in ``tensorboard/``); the best weights
+    are copied to ``out_dir/best.pt``, the file the later notebooks read, with its sidecar
+    ``best.meta.json`` (:func:`write_model_meta`).
 
     Args:
         data_yaml: The dataset's ``data.yaml``.
@@ -467,6 +505,8 @@ def train(
             machine halves the speed; the previous setting is restored afterwards.
         verbose: Show Ultralytics' own console log (thousands of lines of progress bars);
             off, only warnings show and ``on_epoch`` is the progress.
+        dataset: The dataset's registry key (``synthetic``, ``manaus-traffic``; None for any
+            other), recorded in the published weights' sidecar (:func:`write_model_meta`).
         **overrides: Any other Ultralytics training argument (``lr0=0.01``, ``workers=0``...).
 
     Returns:
@@ -552,6 +592,14 @@ def train(
         # validator; the final validation is the last row of results.csv.
         map50 = float(history["metrics/mAP50(B)"].iloc[-1])
         map50_95 = float(history["metrics/mAP50-95(B)"].iloc[-1])
+    if publish_as:
+        from tcv_helpers.data.dataset import Dataset
+
+        write_model_meta(
+            best, profile=profile.name, dataset=dataset, imgsz=int(trainer.args.imgsz),
+            names=list(Dataset.from_yaml(data).names),
+            map50=round(map50, 4) if math.isfinite(map50) else None, seed=seed,
+        )  # fmt: skip
     images = _count_images(data) * max(len(history) - done_before, 0)
     return TrainResult(
         run_dir=run_dir, best=best, last=last, history=history, map50=map50, map50_95=map50_95,
@@ -561,42 +609,155 @@ def train(
     )  # fmt: skip
 
 
+def meta_path(weights: str | os.PathLike) -> Path:
+    """The sidecar of a weights file: ``best.pt`` -> ``best.meta.json`` beside it."""
+    path = Path(weights)
+    return path.with_name(path.stem + META_SUFFIX)
+
+
+def write_model_meta(weights: str | os.PathLike, **meta: Any) -> Path:
+    """Writes the sidecar of published weights atomically (see :func:`meta_path`).
+
+    Args:
+        weights: The ``.pt`` file (it need not exist yet).
+        **meta: What the weights are: ``profile``, ``dataset`` (registry key, or None for any
+            other dataset), ``imgsz``, ``names``, ``map50``, ``seed``; any JSON value.
+
+    Returns:
+        The sidecar file.
+
+    Example:
+        >>> write_model_meta(models / "best.pt", profile="smoke", dataset="synthetic")  # doctest: +SKIP
+        PosixPath('.../best.meta.json')
+    """
+    return atomic_write_json(meta_path(weights), meta)
+
+
+def read_model_meta(weights: str | os.PathLike) -> dict[str, Any]:
+    """The sidecar of a weights file, or ``{}`` when it is absent or not a JSON object.
+
+    Args:
+        weights: The ``.pt`` file.
+
+    Returns:
+        The recorded fields (see :func:`write_model_meta`); never raises on a bad file.
+    """
+    try:
+        value = json.loads(meta_path(weights).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _set_aside(weights: Path, trained_on: str) -> Path:
+    """Renames a workspace model trained on another dataset (and its sidecar) out of the way."""
+    kept = weights.with_name(f"{weights.stem}-{trained_on}{weights.suffix}")
+    os.replace(weights, kept)
+    if meta_path(weights).is_file():
+        os.replace(meta_path(weights), meta_path(kept))
+    return kept
+
+
+def _fetch_checkpoint(profile: Profile, dataset: str, weights: Path) -> tuple[bool, str]:
+    """The course's checkpoint for a profile and dataset, copied to ``weights`` with its sidecar.
+
+    Returns:
+        ``(True, what was fetched)`` or ``(False, why not)``, one sentence each.
+    """
+    from tcv_helpers.data import hub
+
+    name = hub.checkpoint_asset(profile.name, dataset)
+    asset = hub.assets().get(name)
+    if asset is None:
+        return False, (
+            f"The asset hub lists no course checkpoint for the {profile.name} profile on "
+            f"{dataset} ({name})."
+        )
+    got = hub.try_fetch(name)
+    if got.path is None:
+        return False, got.message
+    # Trusted: its sha256 matched the course's registry, and it lands in the workspace.
+    atomic_write_bytes(weights, Path(got.path).read_bytes())
+    meta = {**dict(asset.meta), "profile": profile.name, "dataset": dataset}
+    write_model_meta(weights, **meta)
+    map50 = meta.get("map50")
+    score = f"mAP50 {map50:.2f}" if isinstance(map50, (int, float)) else "mAP50 not recorded"
+    return True, (
+        f"Fetched the course's trained checkpoint for the {profile.name} profile on {dataset} "
+        f"({score}) from the asset hub instead of training: {weights}."
+    )
+
+
 def ensure_trained(
     data_yaml: str | os.PathLike,
     *,
     profile: Profile,
     out_dir: str | os.PathLike,
+    dataset: str | None = None,
+    fetch: bool = True,
     name: str = "best.pt",
     **train_kwargs: Any,
 ) -> TrainedModel:
-    """The workspace's trained model, training one at the profile's size if there is none.
+    """The workspace's trained model; else the course's checkpoint; else one trained now.
 
-    This is what lets a later notebook (06 and on) run standalone: opened on its own, it trains
-    the model notebook 05 would have trained, and says so.
+    This is what lets a later notebook (06 and on) run standalone, on Colab in a fresh runtime
+    too, without waiting for a training run:
+
+    1. ``out_dir/name`` exists and its sidecar names ``dataset`` (or no dataset): it is used.
+    2. Else, with ``fetch`` and a registry ``dataset``: the course's checkpoint for the profile
+       and dataset is fetched from the asset hub (checked against the registry's sha256) into
+       ``out_dir/name``.
+    3. Else a model is trained at the profile's size, and the message says why there was no
+       checkpoint.
+
+    A workspace model trained on another dataset is kept, renamed ``best-<its dataset>.pt``.
 
     Args:
-        data_yaml: The dataset to train on when there is no model yet.
-        profile: Sizes the training.
+        data_yaml: The dataset to train on when training is needed.
+        profile: Sizes the training, and names the checkpoint to fetch.
         out_dir: The workspace's models folder.
+        dataset: The dataset's registry key (``LoadedDataset.key``: ``synthetic``,
+            ``manaus-traffic``), or None for any other dataset (never fetched).
+        fetch: Try the asset hub before training (a notebook's ``TRAIN`` parameter turns it off).
         name: The weights file in ``out_dir`` (notebook 05 writes ``best.pt``).
         **train_kwargs: Passed to :func:`train` when training is needed.
 
     Returns:
-        The weights (``.weights``), one sentence saying where they came from (``.message``) and
-        whether they were trained just now (``.trained_now``).
+        The weights (``.weights``), one sentence saying where they came from (``.message``),
+        whether they were trained just now (``.trained_now``) and ``.source``.
     """
+    from tcv_helpers.data.registry import DATASETS
+
     weights = Path(out_dir) / name
+    notes = []
     if weights.is_file():
-        return TrainedModel(
-            weights, f"Using the model trained earlier: {weights}.", trained_now=False
+        trained_on = read_model_meta(weights).get("dataset")
+        if trained_on is None or trained_on == dataset:
+            return TrainedModel(
+                weights, f"Using the model trained earlier: {weights}.", False, "workspace"
+            )
+        kept = _set_aside(weights, str(trained_on))
+        notes.append(
+            f"The workspace's model was trained on {trained_on}, so it was kept as {kept.name}."
         )
-    result = train(data_yaml, profile=profile, out_dir=out_dir, publish_as=name, **train_kwargs)
-    return TrainedModel(
-        result.best,
+    if not fetch:
+        notes.append("Fetching the course's checkpoint is off (TRAIN).")
+    elif dataset not in DATASETS:
+        notes.append(f"The course publishes no checkpoint for {dataset or 'this dataset'}.")
+    else:
+        fetched, note = _fetch_checkpoint(profile, dataset, weights)
+        notes.append(note)
+        if fetched:
+            return TrainedModel(weights, " ".join(notes), False, "hub")
+    result = train(
+        data_yaml, profile=profile, out_dir=out_dir, publish_as=name, dataset=dataset,
+        **train_kwargs,
+    )  # fmt: skip
+    notes.append(
         f"No trained model in the workspace, so one was trained now ({profile.name} profile, "
-        f"{result.epochs} epochs, {result.seconds:.0f} s, mAP50 {result.map50:.2f}): {result.best}.",
-        trained_now=True,
+        f"{result.epochs} epochs, {result.seconds:.0f} s, mAP50 {result.map50:.2f}): {result.best}."
     )
+    return TrainedModel(result.best, " ".join(notes), True, "trained")
 
 
 @dataclass
@@ -711,109 +872,3 @@ def _architecture_of(model: str | os.PathLike) -> str:
     """The ``.yaml`` architecture of a model name (``yolo11n.pt`` -> ``yolo11n.yaml``)."""
     path = Path(model)
     return str(model) if path.suffix in (".yaml", ".yml") else f"{path.stem}.yaml"
-
-
-LOSS_PREFIX = "train/"
-MAP_COLUMNS = ("metrics/mAP50(B)", "metrics/mAP50-95(B)")
-
-
-def _draw(fig: Figure, frame: pd.DataFrame) -> Figure:
-    fig.clear()
-    losses, quality = fig.subplots(1, 2)
-    for column in [c for c in frame.columns if c.startswith(LOSS_PREFIX)]:
-        losses.plot(
-            frame["epoch"], frame[column], marker=".", label=column.removeprefix(LOSS_PREFIX)
-        )
-    losses.set_xlabel("epoch")
-    losses.set_title("training losses")
-    if losses.lines:
-        losses.legend()
-    for column in MAP_COLUMNS:
-        if column in frame:
-            # Epochs without validation are stored as 0 (or missing): they are not measurements.
-            points = frame[frame[column].notna() & (frame[column] > 0)]
-            quality.plot(points["epoch"], points[column], marker="o", label=column.split("/")[1])
-    quality.set_xlabel("epoch")
-    quality.set_ylim(0, 1)
-    quality.set_title("validation mAP")
-    if quality.lines:
-        quality.legend()
-    fig.tight_layout()
-    return fig
-
-
-def plot_training(results: str | os.PathLike | pd.DataFrame) -> Figure:
-    """Losses and validation mAP per epoch, from a run's ``results.csv`` (path or DataFrame).
-
-    Args:
-        results: ``results.csv`` of a run, or its DataFrame (e.g. ``TrainResult.history``).
-
-    Returns:
-        Two panels: training losses, and mAP50 / mAP50-95 for the validated epochs.
-    """
-    return _draw(Figure(figsize=(11, 3.8)), read_results(results))
-
-
-class LiveCurves:
-    """Training curves that redraw in place while a notebook trains.
-
-    Pass the object as ``on_epoch`` (it is callable); each epoch adds a row and redraws the
-    figure. In a notebook the figure is shown once and then updated through an IPython display
-    handle; elsewhere nothing is shown and the figure is just kept up to date.
-
-    Example::
-
-        curves = LiveCurves()
-        train(data_yaml, profile=cfg.profile, out_dir=models, on_epoch=curves)
-    """
-
-    def __init__(self, *, show: bool | None = None, figsize: tuple[float, float] = (11, 3.8)):
-        """Creates the figure.
-
-        Args:
-            show: Display the figure (None: only inside IPython/Jupyter).
-            figsize: Figure size in inches.
-        """
-        self.figure = Figure(figsize=figsize)
-        self.rows: list[dict[str, float]] = []
-        self.show = _in_ipython() if show is None else show
-        self.handle: Any = None
-
-    def update(self, epoch: int, metrics: Mapping[str, float]) -> Figure:
-        """Adds one epoch's metrics and redraws.
-
-        Args:
-            epoch: 1-based epoch number (a repeated epoch replaces the earlier row: a resume).
-            metrics: Metric name to value, as given to ``on_epoch``.
-
-        Returns:
-            The redrawn figure.
-        """
-        self.rows = [r for r in self.rows if r["epoch"] != epoch]
-        self.rows.append({"epoch": epoch, **{k: float(v) for k, v in metrics.items()}})
-        self.rows.sort(key=lambda r: r["epoch"])
-        _draw(self.figure, self.frame())
-        if self.show:
-            from IPython.display import display
-
-            if self.handle is None:
-                self.handle = display(self.figure, display_id=True)
-            else:
-                self.handle.update(self.figure)
-        return self.figure
-
-    __call__ = update
-
-    def frame(self) -> pd.DataFrame:
-        """The epochs seen so far, one row each (the columns of ``results.csv``)."""
-        import pandas as pd
-
-        return pd.DataFrame(self.rows, columns=None if self.rows else ["epoch"])
-
-
-def _in_ipython() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    return get_ipython() is not None
