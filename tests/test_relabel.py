@@ -97,6 +97,27 @@ def test_score_frame(predictions, reference, reasons, score):
     assert result.score == pytest.approx(score, abs=1e-6)
 
 
+def test_empty_frames_are_queued_only_when_asked_and_without_a_reference():
+    """A model that sees nothing is never "uncertain": ``flag_empty`` queues such frames."""
+    assert score_frame(det()).reasons == (), "default: an empty frame is not flagged"
+    empty = score_frame(det(), flag_empty=True)
+    assert empty.reasons == ("empty",) and empty.score == 1.0
+    noise = score_frame(det([BOX_A], [CAR], [0.1]), flag_empty=True)
+    assert noise.reasons == ("empty",), "boxes below low do not count"
+    assert score_frame(det([BOX_A], [CAR], [0.9]), flag_empty=True).reasons == ()
+    assert score_frame(det(), det(), flag_empty=True).reasons == (), "a reference decides"
+
+
+def test_capture_queues_empty_frames_with_flag_empty(tmp_path):
+    frames = [Frame(id=f"f{v}", image=np.full((32, 48, 3), v, dtype=np.uint8)) for v in (40, 90)]
+    predictions = [det(), det([BOX_A], [CAR], [0.9])]
+    quiet = capture_edge_cases(frames, predictions, out_dir=tmp_path / "a")
+    assert quiet.counts()["added"] == 0
+    asked = capture_edge_cases(frames, predictions, out_dir=tmp_path / "b", flag_empty=True)
+    assert asked.counts()["added"] == 1
+    assert asked.queue.table()["reasons"].tolist() == ["empty"]
+
+
 def test_score_frame_counts_and_thresholds():
     result = score_frame(det([BOX_A, BOX_B, BOX_C], [CAR] * 3, [0.05, 0.3, 0.95]))
     assert (result.n_detections, result.n_uncertain, result.n_reference) == (2, 1, None)

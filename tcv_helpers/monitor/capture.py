@@ -178,6 +178,7 @@ def capture_edge_cases(
     high: float = HIGH,
     disagreement_iou: float = DISAGREEMENT_IOU,
     min_disagreement: float = MIN_DISAGREEMENT,
+    flag_empty: bool = False,
     budget: int | None = None,
     jpeg_quality: int = 95,
 ) -> CaptureResult:
@@ -202,6 +203,8 @@ def capture_edge_cases(
         high: Confidence from which a box is confident.
         disagreement_iou: IoU at which boxes of the two models match.
         min_disagreement: ``1 - F1`` that queues a frame.
+        flag_empty: Also queue frames where the deployed model finds nothing at all (and there
+            is no reference): see :func:`tcv_helpers.monitor.edge_cases.score_frame`.
         budget: Most frames this capture adds (None: no limit); the most uncertain go first.
         jpeg_quality: JPEG quality for frames given as arrays.
 
@@ -255,7 +258,7 @@ def capture_edge_cases(
             )  # fmt: skip
         result = score_frame(
             prediction, reference, low=low, high=high, disagreement_iou=disagreement_iou,
-            min_disagreement=min_disagreement,
+            min_disagreement=min_disagreement, flag_empty=flag_empty,
         )  # fmt: skip
         rows.append(
             {

@@ -22,7 +22,7 @@ import supervision as sv
 
 #: Why a frame is queued: uncertain boxes; no confident box where the reference has one; the
 #: deployed model and the reference disagree.
-REASONS: tuple[str, ...] = ("uncertain", "missed", "disagreement")
+REASONS: tuple[str, ...] = ("uncertain", "missed", "disagreement", "empty")
 #: Boxes below this confidence are ignored; from it up to :data:`HIGH` they are uncertain.
 LOW = 0.25
 #: Boxes at or above this confidence are confident.
@@ -244,13 +244,18 @@ def score_frame(
     high: float = HIGH,
     disagreement_iou: float = DISAGREEMENT_IOU,
     min_disagreement: float = MIN_DISAGREEMENT,
+    flag_empty: bool = False,
 ) -> FrameScore:
     """Decides whether one frame needs review, and why.
 
     * ``uncertain``: a deployed box has a confidence in ``[low, high)``;
     * ``missed``: the deployed model has no box at ``high`` or more, the reference has one;
     * ``disagreement``: ``1 - F1`` of matching the two models' boxes at ``low`` or more (same
-      class, IoU at least ``disagreement_iou``) reaches ``min_disagreement``.
+      class, IoU at least ``disagreement_iou``) reaches ``min_disagreement``;
+    * ``empty`` (with ``flag_empty``, and no reference to compare with): the deployed model has
+      no box at ``low`` or more at all. On a traffic camera that is most often vehicles missed
+      (a model that has not learned the new condition sees nothing, so it is never
+      "uncertain"); a road that really is empty is confirmed at a glance by the reviewer.
 
     Boxes below ``low`` are noise and take no part.
 
@@ -261,6 +266,8 @@ def score_frame(
         high: Confidence from which a box is confident.
         disagreement_iou: IoU of a match between the two models.
         min_disagreement: Disagreement that queues the frame.
+        flag_empty: Queue a frame without any box at ``low`` or more (score 1, as a miss)
+            when there is no reference.
 
     Returns:
         The reasons, the priority score and the counts behind them.
@@ -291,6 +298,9 @@ def score_frame(
         if gap >= min_disagreement:
             reasons.append("disagreement")
         score = max(score, gap)
+    elif flag_empty and not counted.any():
+        reasons.append("empty")
+        score = 1.0
     return FrameScore(
         reasons=tuple(reasons),
         score=round(float(score), 6) if reasons else 0.0,
