@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import roboflow_sample
 import yaml
 from matplotlib.figure import Figure
 from PIL import Image
@@ -320,19 +321,7 @@ def roboflow_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not value or not source.is_dir():
         pytest.skip("real sample data absent: set TCV_SAMPLE_DATA to the shared data folder")
     root = tmp_path_factory.mktemp("roboflow") / "Manaus_traffic-5"
-    for split, count in (("train", 24), ("valid", 16), ("test", 8)):
-        for image in sorted((source / split / "images").glob("*.jpg"))[:count]:
-            for src, dst in (
-                (image, root / split / "images" / image.name),
-                (label_path_for(image), root / split / "labels" / f"{image.stem}.txt"),
-            ):
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, dst)
-    shutil.copyfile(source / "README.dataset.txt", root / "README.dataset.txt")
-    names = list(Dataset.from_yaml(source).names)
-    data = {"train": "../train/images", "val": "../valid/images", "test": "../test/images",
-            "nc": len(names), "names": names}  # fmt: skip
-    _write(root / "data.yaml", data)
+    roboflow_sample.roboflow_export(source, root, {"train": 24, "valid": 16, "test": 8})
     for issue in check_dataset(root).by_kind("near_duplicate_across_splits"):
         image = root / issue.file
         image.unlink()

@@ -11,60 +11,21 @@ classes with per-camera slices.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-import yaml
+from roboflow_sample import roboflow_export
 from tiny import TINY
 from typer.testing import CliRunner
 
 from tcv_helpers.cli import app
 from tcv_helpers.data.dataset import Dataset
-from tcv_helpers.data.labels import label_path_for
 from tcv_helpers.data.qa import check_dataset
 from tcv_helpers.data.registry import load_dataset
 from tcv_helpers.project import PROJECT_CLASSES
 
 runner = CliRunner()
 SPLITS = {"train": 204, "val": 76, "test": 44}  # the sample's README
-
-
-def _roboflow_yaml(root: Path, names: list[str]) -> Path:
-    """The ``data.yaml`` Roboflow puts in its YOLO zip: ``../`` split paths, ``nc``, a credit."""
-    data = {
-        "train": "../train/images",
-        "val": "../valid/images",
-        "test": "../test/images",
-        "nc": len(names),
-        "names": names,
-        "roboflow": {
-            "workspace": "tamaturgo",
-            "project": "manaus_traffic",
-            "version": 5,
-            "license": "CC BY 4.0",
-            "url": "https://universe.roboflow.com/tamaturgo/manaus_traffic/dataset/5",
-        },
-    }
-    file = root / "data.yaml"
-    file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return file
-
-
-def _export(source: Path, root: Path, counts: dict[str, int] | None = None) -> Path:
-    """A copy of the sample as Roboflow's zip holds it (the first ``counts`` images per split)."""
-    for split in ("train", "valid", "test"):
-        images = sorted((source / split / "images").glob("*.jpg"))
-        for image in images[: counts[split]] if counts else images:
-            for src, dst in (
-                (image, root / split / "images" / image.name),
-                (label_path_for(image), root / split / "labels" / f"{image.stem}.txt"),
-            ):
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, dst)
-    shutil.copyfile(source / "README.dataset.txt", root / "README.dataset.txt")
-    _roboflow_yaml(root, list(Dataset.from_yaml(source).names))
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +40,9 @@ def manaus() -> Path:
 
 @pytest.mark.parametrize("layout", ["as shared", "as Roboflow's zip"])
 def test_data_check_reads_the_export_and_reports_its_leakage(manaus, tmp_path, layout):
-    root = manaus if layout == "as shared" else _export(manaus, tmp_path / "Manaus_traffic-5")
+    root = (
+        manaus if layout == "as shared" else roboflow_export(manaus, tmp_path / "Manaus_traffic-5")
+    )
     result = runner.invoke(app, ["data", "check", str(root)])
     assert isinstance(result.exception, SystemExit), result.output  # an exit, not a crash
     assert result.exit_code == 1, "the sample's near-copies across splits are errors"
@@ -99,7 +62,9 @@ def test_a_roboflow_export_trains_evaluates_and_loads(manaus, tmp_path):
     from tcv_helpers.model.slices import slices_from_manifest
     from tcv_helpers.model.train import read_model_meta, train
 
-    export = _export(manaus, tmp_path / "Manaus_traffic-5", {"train": 6, "valid": 2, "test": 2})
+    export = roboflow_export(
+        manaus, tmp_path / "Manaus_traffic-5", {"train": 6, "valid": 2, "test": 2}
+    )
     run = train(export / "data.yaml", profile=TINY, out_dir=tmp_path / "models", epochs=1,
                 workers=0)  # fmt: skip
     assert run.epochs == 1 and run.best.is_file() and run.images_per_second > 0
