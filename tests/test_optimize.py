@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
 import onnx
 import pytest
+import yaml
 from matplotlib.figure import Figure
 from PIL import Image
 from tiny import TINY
@@ -30,6 +32,7 @@ from tcv_helpers.deploy.optimize import (
     tune,
 )
 from tcv_helpers.model.evaluate import load_ground_truth
+from tcv_helpers.model.train import UntrustedWeights
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +181,23 @@ def test_search_runs_trials_and_reports_the_best(tiny):
     assert isinstance(result.plot(), Figure)
     with pytest.raises(ValueError, match="Unknown sampler"):
         tune(tiny["data"].data_yaml, profile=TINY, out_dir=tiny["work"], sampler="annealing")
+
+
+def test_search_can_start_every_trial_from_trained_weights(tiny, tmp_path):
+    weights = Path(tiny["weights"])
+    result = tune(
+        tiny["data"].data_yaml, profile=TINY, out_dir=tmp_path / "search", n_trials=1, epochs=1,
+        space={"lr0": ("float", 1e-3, 1e-2, True)}, sampler="random", model=weights,
+        trusted_dirs=(weights.parent,),
+    )  # fmt: skip
+    assert len(result.table()) == 1
+    args = yaml.safe_load((tmp_path / "search" / "trial-0" / "args.yaml").read_text())
+    assert Path(args["model"]).resolve() == weights.resolve(), "the trial fine-tuned the weights"
+    stranger = tmp_path / "downloaded" / "best.pt"
+    stranger.parent.mkdir()
+    stranger.write_bytes(weights.read_bytes())
+    with pytest.raises(UntrustedWeights):
+        tune(
+            tiny["data"].data_yaml, profile=TINY, out_dir=tmp_path / "search2", n_trials=1,
+            epochs=1, model=stranger, trusted_dirs=(weights.parent,),
+        )  # fmt: skip

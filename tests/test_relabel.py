@@ -616,10 +616,10 @@ def test_the_loop_end_to_end(deployed):
     assert result.run.settings["warmup_epochs"] == 0
     assert result.run.settings["lr0"] == pytest.approx(TINY.lr0 / 3)
     assert result.weights.is_file() and result.weights.read_bytes() != Path(before).read_bytes()
-    base_train = len(list((data.root / "images" / "train").glob("*.jpg")))
+    base_train = min(150, len(list((data.root / "images" / "train").glob("*.jpg"))))  # a sample
     assert (result.reviewed_images, result.base_images) == (len(reviewed.accepted), base_train)
     listed = Path(yaml.safe_load(result.data_yaml.read_text())["train"]).read_text().split()
-    assert len(listed) == 4 * len(reviewed.accepted) + base_train
+    assert len(listed) == 2 * len(reviewed.accepted) + base_train  # each reviewed frame twice
 
     paths, true_boxes, _ = load_ground_truth(night.root, "val")
     comparison = compare_models(

@@ -191,6 +191,41 @@ def test_report_escapes_html():
     assert "<script>" not in page and "&lt;script&gt;" in page and "cell 3" in page
 
 
+def test_report_lists_the_slowest_cells():
+    def entry(name, *seconds):
+        cells = [
+            {"cell": 2 * i + 3, "code": f"step_{i}()", "seconds": t} for i, t in enumerate(seconds)
+        ]
+        return {"notebook": name, "status": "ok", "seconds": sum(seconds), "metrics": {},
+                "error": None, "cells": cells}  # fmt: skip
+
+    summary = {
+        "run_id": "r", "status": "ok", "profile": "smoke", "seconds": 1.0, "parameters": {},
+        "notebooks": [entry("05_a.ipynb", 0.5, 90.0, *[0.1] * 20), entry("07_b.ipynb", 40.0, 2.0)],
+    }  # fmt: skip
+    page = runner.render_report(summary)
+    table = page.split("Where the seconds go")[1]
+    assert table.index("90.0") < table.index("40.0") < table.index("2.0"), "slowest first"
+    assert '<td>05_a.ipynb</td><td class="num">5</td><td><code>step_1()</code>' in table
+    assert table.count("<tr><td>") == runner.SLOWEST_CELLS
+    assert "Where the seconds go" not in runner.render_report({**summary, "notebooks": []})
+
+
+def test_cell_seconds_number_cells_as_the_source_notebook():
+    cell = nbformat.v4.new_code_cell
+    nb = nbformat.v4.new_notebook()
+    injected = cell("PROFILE = 'smoke'")
+    injected.metadata["tags"] = ["injected-parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), cell("PROFILE = 'auto'"), injected,
+                cell("\n  train()  \nmore()"), cell("never_ran()")]  # fmt: skip
+    for c, seconds in zip(nb.cells[1:4], (0.01, 0.02, 12.345), strict=True):
+        c.metadata["papermill"] = {"duration": seconds}
+    assert runner.cell_seconds(nb) == [
+        {"cell": 2, "code": "PROFILE = 'auto'", "seconds": 0.01},
+        {"cell": 3, "code": "train()", "seconds": 12.35},
+    ]
+
+
 def _scan(run_dir: Path, value: str) -> list[str]:
     return [str(p) for p in runner.iter_artifacts(run_dir) if value.encode() in p.read_bytes()]
 
@@ -223,6 +258,11 @@ def test_failure_names_notebook_and_cell_then_resume(course, tmp_path):
     assert [e["status"] for e in summary["notebooks"]] == ["ok", "failed", "pending"]
     assert summary["notebooks"][0]["metrics"] == {"answer": 42, "profile": "smoke"}
     assert summary["notebooks"][1]["error"]["cell"] == 4
+    first_cells = summary["notebooks"][0]["cells"]
+    assert [c["cell"] for c in first_cells] == [2, 3, 4] and first_cells[2]["code"].startswith(
+        "from tcv_helpers import record_metrics"
+    )
+    assert all(c["seconds"] >= 0 for c in first_cells)
     assert summary["status"] == "failed"
     assert (run_dir / "report.html").is_file() and (run_dir / "run.log").is_file()
     assert _scan(run_dir, FAKE_KEY) == []
@@ -237,6 +277,8 @@ def test_failure_names_notebook_and_cell_then_resume(course, tmp_path):
         timeout=300,
     )
     assert second.returncode == 0, second.stdout + second.stderr
+    quiet = second.stdout + second.stderr
+    assert "without encryption" not in quiet, "kernels talk over local sockets, not TCP"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert [e["status"] for e in summary["notebooks"]] == ["ok", "ok", "ok"]
     workspace = Path(summary["workspace"])

@@ -1,9 +1,10 @@
 """``tcv run``: execute the course's notebooks in order with papermill.
 
 Each run gets a folder ``OUT/<run-id>/`` holding the executed notebooks, ``run.log``,
-``summary.json`` (per notebook: status, seconds, recorded metrics), ``params.yaml`` (enough to
-reproduce the run) and ``report.html``. The run's workspace is ``OUT/<run-id>/workspace``, so
-notebooks hand artifacts to each other through it and two runs never mix.
+``summary.json`` (per notebook: status, seconds, recorded metrics, seconds per cell),
+``params.yaml`` (enough to reproduce the run) and ``report.html`` (with the slowest cells).
+The run's workspace is ``OUT/<run-id>/workspace``, so notebooks hand artifacts to each other
+through it and two runs never mix.
 
 Secrets (environment variables named ``*_KEY``, ``*_TOKEN``, ``*_SECRET``) are never passed as
 parameters, and their values are blanked out of every artifact the run writes.
@@ -39,6 +40,8 @@ PARAMS_FILE = "params.yaml"
 LOG_FILE = "run.log"
 REPORT_FILE = "report.html"
 OK, FAILED, PENDING = "ok", "failed", "pending"
+#: Cells listed in the report's "Where the seconds go" table.
+SLOWEST_CELLS = 15
 
 
 class RunError(Exception):
@@ -234,11 +237,54 @@ def _failure_from(exc: Exception, source: Path, output: Path) -> NotebookFailure
     return NotebookFailure(source, cell_number, first_line, f"{exc.ename}: {exc.evalue}", output)
 
 
+def cell_seconds(executed: dict[str, Any]) -> list[dict[str, Any]]:
+    """Seconds per code cell of an executed notebook (papermill records each cell's duration).
+
+    Cells are numbered as in the source notebook (1-based, papermill's injected parameters cell
+    left out), as failures name them.
+
+    Returns:
+        One entry per executed code cell: ``cell``, ``code`` (its first line), ``seconds``.
+    """
+    times, number = [], 0
+    for cell in executed.get("cells", []):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags or _ERROR_TAG in tags:
+            continue
+        number += 1
+        duration = cell.get("metadata", {}).get("papermill", {}).get("duration")
+        if cell.get("cell_type") != "code" or duration is None:
+            continue
+        code = "".join(cell.get("source", ""))
+        first = next((ln.strip() for ln in code.splitlines() if ln.strip()), "")[:80]
+        times.append({"cell": number, "code": first, "seconds": round(float(duration), 2)})
+    return times
+
+
 def _redact_notebook_file(path: Path, values: list[str]) -> None:
     if not values or not path.exists():
         return
     data = json.loads(path.read_text(encoding="utf-8"))
     atomic_write_json(path, redact_tree(data, values))
+
+
+def _kernel_manager_class() -> type | None:
+    """A kernel manager that talks to the kernel over local sockets (IPC) where there are any.
+
+    Over TCP (Jupyter's default) every kernel warns that it "is running over TCP without
+    encryption", eleven warnings per run; over Unix domain sockets, which only this machine's
+    processes reach, there is nothing to warn about. Windows has no IPC transport: None keeps
+    the default there.
+    """
+    if os.name != "posix":
+        return None
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    class LocalKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    return LocalKernelManager
 
 
 def _execute(
@@ -253,6 +299,8 @@ def _execute(
     """Executes one notebook into ``output``; secrets are blanked before the file appears there."""
     import papermill
 
+    kernel = _kernel_manager_class()
+    local_kernel = {"kernel_manager_class": kernel} if kernel else {}
     with tempfile.TemporaryDirectory(prefix="tcv-run-") as private:
         partial = Path(private) / output.name
         try:
@@ -265,6 +313,7 @@ def _execute(
                 log_output=True,
                 progress_bar={"leave": False, "desc": source.stem} if progress else False,
                 execution_timeout=cell_timeout,
+                **local_kernel,
             )
         finally:
             if partial.exists():
@@ -332,7 +381,7 @@ def run_notebooks(
         skip = {e["notebook"] for e in summary["notebooks"] if e["status"] == OK}
         for entry in summary["notebooks"]:
             if entry["notebook"] not in skip:
-                entry.update(status=PENDING, seconds=None, metrics={}, error=None)
+                entry.update(status=PENDING, seconds=None, metrics={}, error=None, cells=[])
         summary.update(status="running", resumed=_now(), finished=None)
     else:
         notebooks_root = Path(notebooks_dir).resolve()
@@ -379,6 +428,7 @@ def run_notebooks(
                     "seconds": None,
                     "metrics": {},
                     "error": None,
+                    "cells": [],
                 }
                 for p in selected
             ],
@@ -435,17 +485,18 @@ def run_notebooks(
                     },
                 )
                 if output.exists():
-                    entry["metrics"] = collect_metrics(
-                        json.loads(output.read_text(encoding="utf-8"))
-                    )
+                    executed = json.loads(output.read_text(encoding="utf-8"))
+                    entry.update(metrics=collect_metrics(executed), cells=cell_seconds(executed))
                 log.error("%s", failure)
                 say(f"✗ {failure}")
                 break
+            executed = json.loads(output.read_text(encoding="utf-8"))
             entry.update(
                 status=OK,
                 seconds=round(time.perf_counter() - t0, 2),
-                metrics=collect_metrics(json.loads(output.read_text(encoding="utf-8"))),
+                metrics=collect_metrics(executed),
                 error=None,
+                cells=cell_seconds(executed),
             )
             log.info("ok %s in %.1f s", path.name, entry["seconds"])
             say(f"✓ {path.name} ({entry['seconds']:.1f} s)")
@@ -492,6 +543,25 @@ def render_report(summary: dict[str, Any]) -> str:
             f'<tr class="{esc(status)}"><td>{link}</td><td>{esc(status)}</td>'
             f'<td class="num">{seconds}</td><td>{detail}</td></tr>'
         )
+    timed = [
+        (entry["notebook"], cell)
+        for entry in summary["notebooks"]
+        for cell in entry.get("cells") or []
+    ]
+    slowest = sorted(timed, key=lambda item: -item[1]["seconds"])[:SLOWEST_CELLS]
+    cell_rows = "".join(
+        f'<tr><td>{esc(name)}</td><td class="num">{cell["cell"]}</td>'
+        f'<td><code>{esc(cell["code"])}</code></td><td class="num">{cell["seconds"]:.1f}</td></tr>'
+        for name, cell in slowest
+    )
+    cell_table = (
+        "<h2>Where the seconds go</h2>\n<p>The slowest cells of the run (every cell's seconds are"
+        f" in <code>{esc(SUMMARY_FILE)}</code>).</p>\n<table><thead><tr><th>notebook</th>"
+        f"<th>cell</th><th>first line</th><th>seconds</th></tr></thead>\n<tbody>{cell_rows}"
+        "</tbody></table>"
+        if slowest
+        else ""
+    )
     env = summary.get("environment", {})
     env_rows = "".join(
         f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in env.items()
@@ -520,6 +590,7 @@ finished {esc(str(summary.get("finished")))}.</p>
 <tbody>
 {chr(10).join(rows)}
 </tbody></table>
+{cell_table}
 <h2>Environment</h2>
 <table>{env_rows}</table>
 <p>Reproduce with <code>tcv run --params {esc(PARAMS_FILE)}</code> from this folder's

@@ -792,6 +792,8 @@ def tune(
     seed: int = 0,
     timeout: float | None = None,
     progress: bool = False,
+    model: str | os.PathLike | None = None,
+    trusted_dirs: tuple[str | os.PathLike, ...] = (),
 ) -> TuneResult:
     """Bayesian hyper-parameter search with Optuna, stopping bad trials early.
 
@@ -813,6 +815,12 @@ def tune(
         seed: Seed of the sampler and of every trial's training.
         timeout: Stop starting new trials after this many seconds.
         progress: Show Optuna's progress bar.
+        model: Where every trial starts (default: the profile's model). Trained weights make a
+            fine-tuning search, which ranks settings in a few epochs where a search from random
+            weights scores zero everywhere (the smoke profile's case).
+        trusted_dirs: Folders whose ``.pt`` files count as trained by this course (``model``
+            must be in one of them, or in ``out_dir``; see
+            :func:`tcv_helpers.model.train.resolve_model`).
 
     Returns:
         The search; :attr:`TuneResult.best_params` are the settings to train with.
@@ -858,7 +866,8 @@ def tune(
 
         result = train(
             data_yaml, profile=validated, out_dir=out_dir, name=f"trial-{trial.number}",
-            publish_as=None, seed=seed, on_epoch=report, fraction=fraction, **params,
+            publish_as=None, seed=seed, on_epoch=report, fraction=fraction, model=model,
+            trusted_dirs=trusted_dirs, **params,
         )  # fmt: skip
         return result.map50
 

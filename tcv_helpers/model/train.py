@@ -471,6 +471,7 @@ def train(
     threads: int | None = None,
     verbose: bool = False,
     dataset: str | None = None,
+    trusted_dirs: tuple[str | os.PathLike, ...] = (),
     **overrides: Any,
 ) -> TrainResult:
     """Trains a YOLO detector (the engine behind notebook 05).
@@ -485,7 +486,8 @@ def train(
         profile: Supplies epochs, image size, batch, patience and the optimiser settings.
         out_dir: The workspace's models folder.
         model: ``.yaml`` or ``.pt`` (default: the profile's model); see :func:`resolve_model`.
-            ``.pt`` files inside ``out_dir`` count as trained by this course.
+            ``.pt`` files inside ``out_dir`` (and ``trusted_dirs``) count as trained by this
+            course.
         epochs: Overrides the profile's epochs.
         imgsz: Overrides the profile's image size.
         batch: Overrides the profile's batch size.
@@ -507,6 +509,8 @@ def train(
             off, only warnings show and ``on_epoch`` is the progress.
         dataset: The dataset's registry key (``synthetic``, ``manaus-traffic``; None for any
             other), recorded in the published weights' sidecar (:func:`write_model_meta`).
+        trusted_dirs: Further folders whose ``.pt`` files count as trained by this course (the
+            workspace's models folder, when ``out_dir`` is one of its subfolders).
         **overrides: Any other Ultralytics training argument (``lr0=0.01``, ``workers=0``...).
 
     Returns:
@@ -536,8 +540,9 @@ def train(
         source, note = str(last), f"Resuming {name} from {last} after epoch {done_before}."
     else:
         choice = resolve_model(
-            model or profile.model, allow_download=allow_download, trusted_dirs=(out,)
-        )
+            model or profile.model, allow_download=allow_download,
+            trusted_dirs=(out, *trusted_dirs),
+        )  # fmt: skip
         source, note = choice.model, choice.message
     detector = YOLO(source)
     writer = _tensorboard_writer(run_dir / "tensorboard")
