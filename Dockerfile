@@ -7,7 +7,8 @@
 # e.g. `docker run ... tcv-serve --model /models/best.onnx --host 0.0.0.0 --max-concurrency 4`.
 # The entry point is `tcv serve` without Typer: the same function and the same options
 # (tcv_helpers/deploy/server.py, serve_command). The API key comes from the environment
-# (TCV_API_KEY), never from the image or a flag.
+# (TCV_API_KEY), never from the image or a flag; without one the service refuses to listen on
+# 0.0.0.0 (add --no-auth to the arguments to serve openly on purpose).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -25,8 +26,9 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin tcv
 USER tcv
 
 EXPOSE 8000
+# The health check asks /healthz on the port the service was started with (its --port).
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
+    CMD ["python", "-m", "tcv_helpers.deploy.healthcheck"]
 
 ENTRYPOINT ["python", "-m", "tcv_helpers.deploy.server"]
 CMD ["--model", "/models/model.onnx", "--host", "0.0.0.0", "--port", "8000"]

@@ -252,13 +252,14 @@ def data_scrape(
 ) -> None:
     """Polite, resumable snapshot collection from public camera URLs (run it again to resume)."""
     from tcv_helpers.data.scrape import scrape
+    from tcv_helpers.io import FolderBusy
 
     try:
         report = scrape(
             cameras, out, rounds=rounds, interval=interval, per_host_delay=per_host_delay,
             progress=sys.stderr.isatty(),
         )  # fmt: skip
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, FolderBusy) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         _fail(
@@ -345,6 +346,17 @@ def serve(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds a client has to send its upload; a slower one gets 408.")
+    ] = 30.0,
+    no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--no-auth",
+            help="Serve without TCV_API_KEY on an interface other machines reach (0.0.0.0, a "
+            "LAN address): refused unless this says it is on purpose.",
+        ),
+    ] = False,
 ) -> None:
     """The detection service (FastAPI): /healthz, /metrics, /v1/detect; key from TCV_API_KEY."""
     from tcv_helpers.deploy.server import serve_command
@@ -353,6 +365,7 @@ def serve(
         serve_command(
             model, host=host, port=port, backend=backend, max_concurrency=max_concurrency,
             max_queue=max_queue, threads=threads, reference=reference, log_level=log_level,
+            body_timeout=body_timeout, no_auth=no_auth,
         )  # fmt: skip
     except (FileNotFoundError, ValueError, ImportError) as exc:
         _fail(str(exc))

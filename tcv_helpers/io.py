@@ -3,11 +3,75 @@ reader of the YAML files that must hold a mapping (each error names the file).""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+def current_umask() -> int:
+    """The process's umask (the permission bits new files do *not* get)."""
+    try:  # Linux says it without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and put back at once
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0666 minus the umask."""
+    return 0o666 & ~current_umask()
+
+
+def new_folder_mode() -> int:
+    """The mode ``mkdir`` gives a new folder: 0777 minus the umask (``tempfile.mkdtemp``'s
+    folders are 0700: a folder built there and renamed into place must be given this)."""
+    return 0o777 & ~current_umask()
+
+
+def file_mode_for(target: str | os.PathLike) -> int:
+    """The mode a file written over ``target`` should get: the existing file's, else what
+    ``open()`` gives a new file (0666 minus the umask).
+
+    ``tempfile.mkstemp`` makes files 0600, private to their owner. Renamed into place unchanged,
+    a report, a ``reference.json`` or a published ``best.pt`` would be unreadable to anyone else:
+    another user of a shared folder, or the container's non-root user reading a mounted model.
+    """
+    try:
+        return os.stat(target).st_mode & 0o7777
+    except OSError:
+        return new_file_mode()
+
+
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Flushes a folder's entries to disk, so a rename into it survives a power cut (POSIX;
+    nothing to do on Windows, where folders cannot be opened)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems (network mounts) refuse: the rename itself is done
+        pass
+    finally:
+        os.close(fd)
+
+
+def replace_into_place(tmp: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Renames a finished temporary file over ``target`` (same folder) with the mode of
+    :func:`file_mode_for`, then flushes the folder: the last step of every atomic write."""
+    target = Path(target)
+    os.chmod(tmp, file_mode_for(target))
+    os.replace(tmp, target)
+    fsync_folder(target.parent)
+    return target
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -15,6 +79,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
     The bytes go to a temporary file in the same folder, are flushed to disk, and the file is
     renamed over ``path``: readers see either the old file or the new one, never a partial one.
+    A new file gets the mode ``open()`` would give it (0666 minus the umask), a replaced file
+    keeps its mode (:func:`file_mode_for`).
 
     Args:
         path: Destination file; its folder is created if missing.
@@ -31,11 +97,59 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        replace_into_place(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+class FolderBusy(RuntimeError):
+    """Another process holds the lock of a folder this one wants to write into."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, *, what: str) -> Iterator[Path]:
+    """Holds an exclusive lock on ``path`` (a lock file, created if missing) or refuses at once.
+
+    Two processes appending to one manifest would interleave rows and race on each file; the
+    second one is refused instead, with the first one's process id. The lock belongs to the
+    open file, so the operating system releases it if the process dies: no stale lock.
+
+    Args:
+        path: The lock file, inside the folder it guards.
+        what: What is being done, for the message (``"tcv data scrape into DIR"``).
+
+    Raises:
+        FolderBusy: If another process (or another open of the same file) holds it.
+    """
+    lock = Path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            if os.name == "posix":
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:  # Windows
+                import msvcrt
+
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            holder = (
+                os.pread(fd, 32, 0).decode("ascii", "replace").strip() if os.name == "posix" else ""
+            )
+            by = f" (process {holder})" if holder.isdigit() else ""
+            raise FolderBusy(
+                f"{what}: another process{by} is writing into {lock.parent} now; wait for it to "
+                f"finish, or choose another folder. (Lock file: {lock.name}.)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode("ascii"))
+        yield lock
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

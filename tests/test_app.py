@@ -66,6 +66,26 @@ def test_detect_answers_as_the_contract_says(tiny, client):
     assert _post(client, many, path="/v1/detect/batch").status_code == 413
 
 
+def test_a_batch_has_a_pixel_budget_and_counts_each_image_for_admission(tiny):
+    app = create_app(tiny.detector, api_key="", max_concurrency=1, max_queue=3)
+    with TestClient(app) as client:
+        under_each = png_declaring(6000, 5000)  # 30 MP: under the 40 MP of one image
+        pair = [("images", ("a.png", under_each)), ("images", ("b.png", under_each))]
+        answer = _post(client, pair, path="/v1/detect/batch")
+        assert answer.status_code == 413, answer.text
+        assert "2 images hold 60,000,000 pixels in all" in answer.json()["error"]
+        one = client.post("/v1/detect", files={"image": ("a.png", under_each)})
+        assert one.status_code != 413 or "in all" not in one.json()["error"], (
+            "one image: its own rule"
+        )
+    limiter = app.state.service.limiter  # capacity: 1 worker + 3 waiting
+    assert limiter.try_enter(4) and not limiter.try_enter(1), "a batch of 4 fills every slot"
+    limiter.leave(4)
+    assert limiter.try_enter(16), "a batch larger than the capacity still gets in alone"
+    limiter.leave(16)
+    assert limiter.admitted == 0
+
+
 def _multipart(chunks):
     head = b'--b\r\nContent-Disposition: form-data; name="image"; filename="x.jpg"\r\n\r\n'
     yield head
@@ -151,6 +171,24 @@ def test_api_key_from_the_environment(tiny, monkeypatch):
         assert guarded.get("/metrics", headers={"X-API-Key": KEY}).status_code == 200
     with TestClient(create_app(tiny.detector, api_key="")) as open_client:
         assert open_client.get("/metrics").status_code == 200
+
+
+def test_the_key_is_stripped_and_a_weak_or_unsendable_one_is_refused(tiny, monkeypatch):
+    monkeypatch.setenv("TCV_API_KEY", f"  {KEY}\n")  # as pasted into a .env file
+    with TestClient(create_app(tiny.detector)) as guarded:
+        assert guarded.get("/metrics", headers={"X-API-Key": KEY}).status_code == 200
+    for bad, words in (
+        ("short-key", "has 9 characters; use at least 12"),
+        ("clé-très-secrète-42", "printable ASCII"),
+        ("two words key 123", "printable ASCII"),
+    ):
+        with pytest.raises(ValueError, match=words) as caught:
+            create_app(tiny.detector, api_key=bad)
+        assert bad not in str(caught.value), "the key is never repeated"
+        monkeypatch.setenv("TCV_API_KEY", bad)
+        with pytest.raises(ValueError, match=r"^TCV_API_KEY: "):
+            create_app(tiny.detector)
+    assert create_app(tiny.detector, api_key="   ").state.service.settings.api_key == ""
 
 
 def test_metrics_count_requests_errors_and_what_is_seen(tiny, client):

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import random
+import stat
 import subprocess
 import sys
 import zipfile
@@ -91,6 +92,9 @@ def test_fetch_downloads_once_then_uses_the_cache_without_network(server, served
     assert path == tmp_path / "cache" / "assets" / "small.bin"
     assert path.read_bytes() == (served / "small.bin").read_bytes()
     assert server.requests == ["/small.bin"]
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, "readable like any new file"
     server.stop()  # no hub any more: a second fetch must not need it
     assert hub.fetch("small", progress=False) == path
     got = hub.try_fetch("small", progress=False)
@@ -174,6 +178,9 @@ def test_fetch_folder_extracts_once_into_a_folder_named_by_the_checksum(server, 
     sha = hub.sha256_of(served / "toy.zip")
     assert folder == tmp_path / "cache" / "assets" / f"toy-{sha[:12]}" / "toy"
     assert (folder / "data.yaml").is_file() and (folder / "train" / "images" / "a.jpg").is_file()
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(folder.parent.stat().st_mode) == 0o777 & ~mask, "not mkdtemp's 0700"
     server.stop()
     assert hub.fetch_folder("toy", progress=False) == folder
     assert hub.try_fetch("toy", folder=True, progress=False).path == folder

@@ -1,11 +1,62 @@
+import os
+import stat
+
 import pytest
 
+from tcv_helpers import io
 from tcv_helpers.io import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     read_yaml_mapping,
 )
+
+
+@pytest.fixture
+def umask():
+    """Sets the process umask for one test and puts the old one back."""
+    old = os.umask(0o022)
+    yield lambda mask: os.umask(mask)
+    os.umask(old)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_a_new_file_gets_the_mode_open_would_give_it(tmp_path, umask, mask, expected):
+    umask(mask)
+    assert io.current_umask() == mask
+    for name, write in (("a.bin", atomic_write_bytes), ("a.txt", atomic_write_text)):
+        target = write(tmp_path / name, b"x" if name.endswith("bin") else "x")
+        assert mode(target) == expected, f"{name}: {oct(mode(target))}"
+    assert mode(atomic_write_json(tmp_path / "a.json", {})) == expected
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    assert mode(plain) == expected, "the same as open()"
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path, umask):
+    target = tmp_path / "private.json"
+    target.write_text("{}")
+    target.chmod(0o640)
+    atomic_write_json(target, {"x": 1})
+    assert mode(target) == 0o640 and target.read_text().startswith("{")
+
+
+def test_the_folder_is_flushed_after_the_rename(tmp_path, monkeypatch):
+    flushed = []
+    real = os.fsync
+
+    def fsync(fd):
+        flushed.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real(fd)
+
+    monkeypatch.setattr("tcv_helpers.io.os.fsync", fsync)
+    atomic_write_text(tmp_path / "a.txt", "x")
+    expected = [False, True] if os.name == "posix" else [False]
+    assert flushed == expected, "the file's bytes, then the folder's entry"
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
@@ -71,3 +122,21 @@ def test_read_yaml_mapping_defaults_to_value_error(tmp_path):
     path.write_bytes(b"\xff\xfe not utf-8")
     with pytest.raises(ValueError, match=r"YAML file '.*bytes\.yaml' cannot be read"):
         read_yaml_mapping(path)
+
+
+def test_what_a_command_writes_is_readable_by_others(tmp_path, umask):
+    """From the command line: a dataset written by `tcv data synth` (manifest, data.yaml, COCO
+    json, all written atomically) can be read by another user, as a container's non-root user
+    reads a mounted workspace."""
+    from typer.testing import CliRunner
+
+    from tcv_helpers.cli import app
+
+    out = tmp_path / "synth"
+    args = ["data", "synth", "--out", str(out), "--images", "6", "--cameras", "3"]
+    result = CliRunner().invoke(app, [*args, "--sequences", "0", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert {p.name for p in written} >= {"manifest.csv", "data.yaml"}
+    private = [str(p.relative_to(out)) for p in written if mode(p) & 0o044 != 0o044]
+    assert private == [], "files only their owner can read"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -17,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
@@ -202,6 +205,39 @@ def test_bad_reference_profiles_name_the_file_and_field(tiny, tmp_path, content,
     assert words in str(caught.value)
     with pytest.raises(ValueError, match=re.escape(words)):
         create_app(tiny.detector, api_key="", reference=path)
+
+
+@pytest.mark.parametrize("problem", ["unreadable", "malformed"], ids=["unreadable", "malformed"])
+def test_a_reference_found_beside_the_model_never_stops_the_service(
+    tiny, tmp_path, monkeypatch, caplog, problem
+):
+    model = tmp_path / "models" / "tiny.onnx"
+    model.parent.mkdir()
+    model.write_bytes(tiny.onnx.read_bytes())
+    reference = model.parent / "reference.json"
+    reference.write_text(
+        '{"brightness": {"mean": 42, "std": 7}}' if problem == "unreadable" else "{"
+    )
+    if problem == "unreadable":  # root reads any file: make the read fail as a 0600 file would
+        real = Path.read_text
+
+        def read_text(self, *args, **kwargs):
+            if self.name == "reference.json":
+                raise PermissionError(errno.EACCES, "Permission denied", str(self))
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "read_text", read_text)
+    with caplog.at_level(logging.WARNING, logger="tcv_helpers.deploy.app"):
+        app = create_app(load_detector(model, threads=1), api_key="")
+    assert app.state.service.settings.reference is None
+    warning = caplog.text
+    assert "reference.json not used" in warning and "without the drift baseline" in warning
+    if problem == "unreadable":
+        assert "Permission denied" in warning
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        page = client.get("/metrics").text
+    assert "tcv_reference_brightness{" not in page
 
 
 def test_missing_reference_is_refused_by_tcv_serve(tiny, tmp_path):

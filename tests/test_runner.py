@@ -58,6 +58,7 @@ def course(tmp_path):
         folder / "02_third.ipynb",
         COUNT.format(name="02"),
         "import os\nprint('the key is', os.environ.get('FAKE_API_KEY'))",
+        "(Path(WORKDIR) / 'saved-config.txt').write_text('key: ' + os.environ['FAKE_API_KEY'])",
     )
     return folder
 
@@ -226,6 +227,19 @@ def test_cell_seconds_number_cells_as_the_source_notebook():
     ]
 
 
+def test_scrub_workspace_blanks_text_and_names_binary_files(tmp_path):
+    key = "sk-test-0123456789"
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "notes.json").write_text(f'{{"key": "{key}", "x": 1}}')
+    (tmp_path / "clean.txt").write_text("nothing here")
+    (tmp_path / "blob.bin").write_bytes(b"\xff\xfe" + key.encode() + b"\x00")
+    left = runner.scrub_workspace(tmp_path, [key])
+    assert left == [tmp_path / "blob.bin"]
+    assert (tmp_path / "sub" / "notes.json").read_text() == '{"key": "[REDACTED]", "x": 1}'
+    assert (tmp_path / "clean.txt").read_text() == "nothing here"
+    assert runner.scrub_workspace(tmp_path, []) == []
+
+
 def _scan(run_dir: Path, value: str) -> list[str]:
     return [str(p) for p in runner.iter_artifacts(run_dir) if value.encode() in p.read_bytes()]
 
@@ -288,6 +302,7 @@ def test_failure_names_notebook_and_cell_then_resume(course, tmp_path):
     )
     executed = (run_dir / "02_third.ipynb").read_text()
     assert "the key is" in executed and "[REDACTED]" in executed
+    assert (workspace / "saved-config.txt").read_text() == "key: [REDACTED]", "workspace too"
     assert _scan(run_dir, FAKE_KEY) == []
     params = yaml.safe_load((run_dir / "params.yaml").read_text())
     assert params == {"profile": "smoke", "only": None, "parameters": {"EPOCHS": 21}}

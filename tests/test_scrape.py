@@ -20,9 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
+from tcv_helpers.cli import app
 from tcv_helpers.data.scrape import (
     DEFAULT_USER_AGENT,
+    LOCK_NAME,
     MANIFEST_COLUMNS,
     MANIFEST_NAME,
     OUTCOMES,
@@ -32,6 +35,7 @@ from tcv_helpers.data.scrape import (
     scrape,
 )
 from tcv_helpers.imaging import decode_image
+from tcv_helpers.io import FolderBusy, exclusive_lock
 from tests.conftest import ROOT
 
 EXAMPLE_CAMERAS = ROOT / "tcv_helpers" / "resources" / "cameras_example.yaml"
@@ -97,7 +101,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         state: CameraServer = self.server.state  # type: ignore[attr-defined]
-        path = self.path
+        path = self.path.split("?", 1)[0]  # a key in the query does not change the camera
         with state.lock:
             state.hits[path] += 1
             count = state.hits[path]
@@ -348,16 +352,17 @@ def test_robots_txt_errors(server, tmp_path, status, outcome):
     assert len(server.requests_for("/private/cam.jpg")) == (outcome == "saved")
 
 
-def test_unreachable_robots_txt_allows_and_connection_errors_are_rows(tmp_path):
+def test_an_unreachable_robots_txt_disallows_until_it_can_be_read(tmp_path):
     import socket
 
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     cameras = [Camera(id="gone", url=f"http://127.0.0.1:{port}/cam.jpg")]
-    report = scrape(cameras, tmp_path / "out", **FAST)
-    (row,) = report.rows
-    assert row["outcome"] == "connection_error" and "after 2 tries" in row["error"]
+    report = scrape(cameras, tmp_path / "out", rounds=2, **FAST)
+    assert [row["outcome"] for row in report.rows] == ["robots_disallowed"] * 2
+    for row in report.rows:  # RFC 9309: unreachable means disallowed, asked again next time
+        assert "robots.txt could not be reached (ConnectionError)" in row["error"], row
 
 
 CHILD = """
@@ -431,6 +436,41 @@ def test_resume_after_kill(server, tmp_path):
     }
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*.jpg")}
     assert on_disk == {r["image"] for r in rows if r["image"]}
+
+
+def test_a_key_in_a_camera_url_stays_out_of_the_manifest_and_the_state(server, tmp_path):
+    base = server.url("/cam/etag")
+    url = base.replace("http://", "http://viewer:pa55word@") + "?api_key=sk-cam-12345&size=2"
+    camera = Camera(id="cam-keyed", url=url, source="test DOT")
+    out = tmp_path / "out"
+    scrape([camera], out, rounds=2, **FAST)
+    rows = read_manifest(out)
+    assert [r["outcome"] for r in rows] == ["saved", "not_modified"], "the key still works"
+    written = (out / MANIFEST_NAME).read_text() + (out / STATE_NAME).read_text()
+    assert "sk-cam-12345" not in written and "pa55word" not in written
+    assert rows[0]["url"] == (
+        base.replace("http://", "http://viewer:[REDACTED]@") + "?api_key=[REDACTED]&size=2"
+    )
+    state = json.loads((out / STATE_NAME).read_text())
+    assert state["cameras"]["cam-keyed"]["url"] == rows[0]["url"]
+
+
+def test_a_second_scrape_into_the_same_folder_is_refused(server, tmp_path):
+    out = tmp_path / "out"
+    camera = cams(server, "/cam/new/a")
+    with exclusive_lock(out / LOCK_NAME, what="test"):  # a scrape in another process
+        with pytest.raises(
+            FolderBusy, match=rf"another process \(process {os.getpid()}\) is writing"
+        ):
+            scrape(camera, out, rounds=1, **FAST)
+        assert not (out / MANIFEST_NAME).exists() and server.log == [], "nothing was touched"
+        cameras_file = tmp_path / "cams.yaml"
+        cameras_file.write_text(f"cameras:\n  - id: a\n    url: {server.url('/cam/new/a')}\n")
+        args = ["data", "scrape", "--cameras", str(cameras_file), "--out", str(out)]
+        result = CliRunner().invoke(app, [*args, "--rounds", "1"])
+        assert result.exit_code != 0 and "is writing into" in result.output, result.output
+    report = scrape(camera, out, rounds=1, **FAST)  # the lock went with its holder
+    assert report.counts["saved"] == 1
 
 
 def test_manifest_with_other_columns_is_refused(server, tmp_path):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import os
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -18,7 +21,7 @@ from typer.testing import CliRunner
 
 from tcv_helpers.cli import app as cli_app
 from tcv_helpers.deploy.loadtest import load_test
-from tcv_helpers.deploy.server import command_parser, serve_in_background
+from tcv_helpers.deploy.server import check_exposure, command_parser, serve_in_background
 from tests.conftest import ROOT
 from tests.service_model import tiny_service_model
 
@@ -31,6 +34,7 @@ SERVICE_MODULES = (
     "tcv_helpers.deploy.decode",
     "tcv_helpers.deploy.reference",
     "tcv_helpers.deploy.loadtest",
+    "tcv_helpers.deploy.healthcheck",
     "tcv_helpers.imaging",
     "tcv_helpers.env",
 )
@@ -52,7 +56,7 @@ def test_the_service_imports_neither_torch_nor_ultralytics_nor_opencv():
     )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
     deploy = {p.stem for p in (ROOT / "tcv_helpers" / "deploy").glob("*.py")}
-    assert deploy - {"__init__", "optimize"} == {m.rsplit(".", 1)[1] for m in SERVICE_MODULES[:7]}
+    assert deploy - {"__init__", "optimize"} == {m.rsplit(".", 1)[1] for m in SERVICE_MODULES[:8]}
 
 
 def test_tcv_serve_and_python_m_take_the_same_options():
@@ -68,11 +72,119 @@ def test_tcv_serve_and_python_m_take_the_same_options():
     assert vars(args) == {
         "model": Path("m.onnx"), "host": "127.0.0.1", "port": 8000, "backend": "auto",
         "max_concurrency": None, "max_queue": 4, "threads": None, "reference": None,
-        "log_level": "debug",
+        "log_level": "debug", "body_timeout": 30.0, "no_auth": False,
     }  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.3.2.1", True), ("::1", True), ("[::1]", True),
+     ("localhost", True), ("0.0.0.0", False), ("::", False), ("192.168.1.20", False),
+     ("cams.example.org", False)],
+)  # fmt: skip
+def test_only_loopback_serves_without_a_key(host, loopback):
+    if loopback:
+        check_exposure(host, "")
+    else:
+        with pytest.raises(
+            ValueError, match=rf"Refusing to serve on {re.escape(host)} without a key"
+        ):
+            check_exposure(host, "  ")
+    check_exposure(host, "a-real-key-1234")  # with a key: anywhere
+    check_exposure(host, "", no_auth=True)  # open on purpose
+
+
+def test_an_open_service_on_every_interface_is_refused_from_the_command_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("TCV_API_KEY", raising=False)
+    model = tmp_path / "gone.onnx"  # refused before the model is even looked at
+    result = CliRunner().invoke(cli_app, ["serve", "--model", str(model), "--host", "0.0.0.0"])
+    assert result.exit_code != 0 and "Refusing to serve on 0.0.0.0 without a key" in result.output
+    assert "--no-auth" in result.output and "Traceback" not in result.output
+    module = subprocess.run(
+        [sys.executable, "-m", "tcv_helpers.deploy.server", "--model", str(model), "--host", "0.0.0.0"],
+        cwd=ROOT, capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "TCV_API_KEY"},
+    )  # fmt: skip
+    assert module.returncode == 2 and "without a key" in module.stderr, module.stderr
+    opened = CliRunner().invoke(
+        cli_app, ["serve", "--model", str(model), "--host", "0.0.0.0", "--no-auth"]
+    )
+    assert opened.exit_code != 0 and "gone.onnx" in opened.output, "on purpose: on to the model"
+
+
 # ---- the service on a real server ----------------------------------------------------------
+
+
+def test_the_health_check_asks_the_port_the_service_serves(tiny):
+    from urllib.parse import urlsplit
+
+    from tcv_helpers.deploy import healthcheck
+
+    with serve_in_background(tiny.onnx, api_key="") as server:
+        port = urlsplit(server.url).port
+        argv = ["python", "-m", "tcv_helpers.deploy.server", "--host", "0.0.0.0", "--port"]
+        assert healthcheck.health_url([*argv, str(port)]) == f"http://127.0.0.1:{port}/healthz"
+        assert healthcheck.main([*argv, str(port)]) == 0
+        assert healthcheck.main([*argv[:-1], f"--port={port}"]) == 0
+        assert healthcheck.main([*argv, str(_free_port())]) == 1, "nothing listens there"
+    assert healthcheck.health_url(["--host", "::"]) == "http://[::1]:8000/healthz"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert '"tcv_helpers.deploy.healthcheck"' in dockerfile and "127.0.0.1:8000" not in dockerfile
+
+
+@pytest.mark.slow
+def test_slow_uploads_hold_no_slot_and_get_408(tiny):
+    """64 clients trickle an upload a byte at a time while 8 normal ones send theirs: the normal
+    ones are answered 200 within a second, the slow ones get 408, the service lives on."""
+    import socket
+    import threading
+    import time
+    from urllib.parse import urlsplit
+
+    with serve_in_background(
+        tiny.onnx, mode="process", api_key="", max_concurrency=1, body_timeout=2.0
+    ) as server:
+        where = urlsplit(server.url)
+        head = (
+            b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
+        )
+        slow = [socket.create_connection((where.hostname, where.port)) for _ in range(64)]
+        for sock in slow:
+            sock.sendall(head)
+        stop = threading.Event()
+
+        def trickle() -> None:
+            while not stop.wait(0.25):
+                for sock in slow:
+                    with contextlib.suppress(OSError):
+                        sock.send(b"x")
+
+        feeder = threading.Thread(target=trickle, daemon=True)
+        feeder.start()
+        try:
+            time.sleep(0.5)  # every slow client is now inside the service, reading
+            normal = load_test(server.url, tiny.jpeg, concurrency=8, requests=8, timeout=10)
+            assert normal["status_counts"] == {"200": 8}, normal
+            assert normal["p99_ms"] < 1000, normal
+            answers = []
+            for sock in slow:
+                sock.settimeout(10)
+                answers.append(sock.recv(64).split(b"\r\n", 1)[0])
+        finally:
+            stop.set()
+            feeder.join(5)
+            for sock in slow:
+                sock.close()
+        assert set(answers) == {b"HTTP/1.1 408 Request Timeout"}, set(answers)
+        assert httpx.get(f"{server.url}/healthz").status_code == 200, "alive after"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.mark.slow

@@ -116,6 +116,50 @@ def test_preset_file_errors_name_the_file_and_field(tmp_path):
         slurm_site.load_preset(bad)
 
 
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ('name: "site\\ntouch PWNED; #"\n', "name"),
+        ('name: "site; touch PWNED"\n', "name"),
+        ('description: "A site\\ntouch PWNED"\n', "description"),
+        ('description: "A site\\rtouch PWNED"\n', "description"),
+    ],
+)
+def test_a_preset_cannot_put_a_command_into_the_script(tmp_path, text, field):
+    preset = tmp_path / "site.yaml"
+    preset.write_text(text + "resources:\n  cpus: 1\n")
+    with pytest.raises(SlurmError, match=rf"site\.yaml: {field} "):
+        slurm_site.load_preset(preset)
+    # the same from the command line: a clear refusal, and no script
+    result = cli.invoke(app, ["slurm", "--preset", str(preset), "--out", str(tmp_path / "runs")])
+    assert result.exit_code != 0 and f"{field} " in result.output, result.output
+    assert not list(tmp_path.rglob("*.sbatch")) and not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"time": "4:00:00\n"}, {"mem": "4G\n"}, {"partition": "gpu\n"}, {"account": "lab\n"}],
+)
+def test_a_trailing_line_break_is_not_a_valid_value(change):
+    with pytest.raises(SlurmError):
+        Resources(**{"cpus": 1, **change}).validated()
+
+
+def test_job_and_preset_names_are_checked_whole(tmp_path):
+    for change in ({"job_name": "tcv\n"}, {"preset": "site\ntouch PWNED"}):
+        with pytest.raises(SlurmError):
+            slurm_scripts.write_run_job(settings(tmp_path, **change), out=tmp_path / "runs")
+    assert not list(tmp_path.rglob("*.sbatch"))
+
+
+def test_comment_lines_hold_no_line_break(tmp_path):
+    """Whatever slips past validation into a comment stays in that comment."""
+    unchecked = settings(tmp_path, preset="site\ntouch PWNED")  # not validated on purpose
+    lines = slurm_scripts._header(unchecked, output="log", what="run\rtouch PWNED\u2028x")
+    assert not [ln for ln in lines if "touch PWNED" in ln and not ln.startswith("#")]
+    assert all("\r" not in ln and "\u2028" not in ln for ln in lines)
+
+
 # --- what goes into the scripts ---------------------------------------------------------
 
 

@@ -6,12 +6,15 @@ Each run gets a folder ``OUT/<run-id>/`` holding the executed notebooks, ``run.l
 The run's workspace is ``OUT/<run-id>/workspace``, so notebooks hand artifacts to each other
 through it and two runs never mix.
 
-Secrets (environment variables named ``*_KEY``, ``*_TOKEN``, ``*_SECRET``) are never passed as
-parameters, and their values are blanked out of every artifact the run writes.
+Secrets (environment variables with secret names: ``*_KEY``, ``*_TOKEN``, ``*_PASSWORD``, ...;
+see :mod:`tcv_helpers.secrets`) are never passed as parameters, and their values are blanked out
+of every artifact the run writes: notebooks, log, summary, report, and the text files the
+notebooks wrote into the run's workspace (:func:`scrub_workspace`).
 """
 
 from __future__ import annotations
 
+import atexit
 import html
 import json
 import logging
@@ -21,6 +24,7 @@ import re
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -101,7 +105,7 @@ def find_notebooks(folder: str | os.PathLike) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise RunError(f"Notebook folder {str(root)!r} does not exist (use --notebooks DIR).")
-    found = sorted(p for p in root.iterdir() if NOTEBOOK_PATTERN.match(p.name))
+    found = sorted(p for p in root.iterdir() if NOTEBOOK_PATTERN.fullmatch(p.name))
     if not found:
         raise RunError(f"No course notebooks (NN_name.ipynb) in {str(root)!r}.")
     return found
@@ -115,7 +119,7 @@ def select_notebooks(notebooks: Sequence[Path], only: str | None) -> list[Path]:
     """
     if not only:
         return list(notebooks)
-    by_number = {int(NOTEBOOK_PATTERN.match(p.name).group(1)): p for p in notebooks}
+    by_number = {int(NOTEBOOK_PATTERN.fullmatch(p.name).group(1)): p for p in notebooks}
     wanted: set[int] = set()
     for part in only.split(","):
         part = part.strip()
@@ -268,21 +272,43 @@ def _redact_notebook_file(path: Path, values: list[str]) -> None:
     atomic_write_json(path, redact_tree(data, values))
 
 
+#: Longest socket path prefix used for IPC (Unix domain socket paths are capped at ~104 bytes).
+_MAX_SOCKET_PREFIX = 90
+_socket_dirs: list[str] = []
+
+
+def _socket_prefix() -> str | None:
+    """A fresh path prefix for one kernel's sockets, in this process's private temporary folder
+    (removed at exit); None where the path would be too long for a Unix socket."""
+    if not _socket_dirs:
+        folder = tempfile.mkdtemp(prefix="tcv-kernels-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _socket_dirs.append(folder)
+    prefix = os.path.join(_socket_dirs[0], f"k-{uuid.uuid4().hex[:12]}")
+    return prefix if len(prefix) <= _MAX_SOCKET_PREFIX else None
+
+
 def _kernel_manager_class() -> type | None:
     """A kernel manager that talks to the kernel over local sockets (IPC) where there are any.
 
     Over TCP (Jupyter's default) every kernel warns that it "is running over TCP without
     encryption", eleven warnings per run; over Unix domain sockets, which only this machine's
-    processes reach, there is nothing to warn about. Windows has no IPC transport: None keeps
-    the default there.
+    processes reach, there is nothing to warn about. Each kernel's sockets get their own path
+    in a private folder, so runs side by side (a Slurm job array in one folder) never meet.
+    Windows has no IPC transport, and a temporary folder too deep for a socket path keeps TCP:
+    None keeps the default there.
     """
-    if os.name != "posix":
+    if os.name != "posix" or _socket_prefix() is None:
         return None
     from jupyter_client.manager import AsyncKernelManager
-    from traitlets import CaselessStrEnum
+    from traitlets import CaselessStrEnum, default
 
     class LocalKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            return _socket_prefix() or "kernel-ipc"
 
     return LocalKernelManager
 
@@ -319,6 +345,41 @@ def _execute(
             if partial.exists():
                 _redact_notebook_file(partial, values)
                 shutil.move(str(partial), output)
+
+
+#: Workspace files larger than this are not scanned for secrets (models, videos).
+SCRUB_MAX_BYTES = 64 * 1024 * 1024
+
+
+def scrub_workspace(workspace: str | os.PathLike, values: Sequence[str]) -> list[Path]:
+    """Blanks secret values out of the text files a run's notebooks wrote into its workspace.
+
+    A notebook may write a key into a file (a config it saved, a log of a failed download);
+    the run's artifacts include its workspace, so the promise "no secret in any artifact" holds
+    there too. Text files (UTF-8) are rewritten atomically with ``[REDACTED]``; files that hold
+    a secret and are not text cannot be edited safely and are returned, to be named in the log.
+    Files over :data:`SCRUB_MAX_BYTES` are not read.
+
+    Returns:
+        Files that still hold a secret value (binary ones).
+    """
+    if not values:
+        return []
+    needles = [v.encode("utf-8") for v in values]
+    left = []
+    for path in sorted(Path(workspace).rglob("*")):
+        if not path.is_file() or path.is_symlink() or path.stat().st_size > SCRUB_MAX_BYTES:
+            continue
+        data = path.read_bytes()
+        if not any(n in data for n in needles):
+            continue
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            left.append(path)
+            continue
+        atomic_write_text(path, redact(text, values))
+    return left
 
 
 def _write_artifacts(run_dir: Path, summary: dict[str, Any], values: list[str]) -> None:
@@ -510,6 +571,11 @@ def run_notebooks(
             if failure
             else (OK if all(e["status"] == OK for e in summary["notebooks"]) else "interrupted")
         )
+        for kept in scrub_workspace(workspace, values):
+            log.warning(
+                "%s holds a secret's value and is not text: delete it before sharing.", kept
+            )
+            say(f"! {kept} holds a secret's value and is not text: delete it before sharing.")
         _write_artifacts(run_dir, summary, values)
         for lg, level in zip(loggers, saved_levels, strict=True):
             lg.removeHandler(handler)

@@ -33,7 +33,7 @@ import yaml
 from tcv_helpers.batch import runner
 from tcv_helpers.batch import sweep as sweep_mod
 from tcv_helpers.batch.runner import RunError, parse_parameter
-from tcv_helpers.batch.slurm_site import JobSettings, SlurmError
+from tcv_helpers.batch.slurm_site import JobSettings, SlurmError, has_control_characters
 from tcv_helpers.batch.sweep import Sweep, SweepTask
 from tcv_helpers.config import DEVICE_ENV, PROFILES
 from tcv_helpers.io import atomic_write_text
@@ -156,6 +156,13 @@ def _refuse_secret_values(text: str, where: Path) -> None:
             )
 
 
+def _comment(text: str) -> str:
+    """Text for a ``#`` comment line: a line break (or any control character) inside would end
+    the comment and run the rest as a command, so each becomes a space. Values are validated
+    before they get here; this holds for anything that slips past."""
+    return "".join(" " if has_control_characters(c) else c for c in str(text))
+
+
 def _header(
     settings: JobSettings,
     *,
@@ -167,8 +174,8 @@ def _header(
 
     lines = [
         "#!/bin/bash",
-        f"# {what}",
-        f"# Written by `tcv slurm` (tcv_helpers {__version__}, preset {settings.preset}) on {_now()}.",
+        f"# {_comment(what)}",
+        f"# Written by `tcv slurm` (tcv_helpers {__version__}, preset {_comment(settings.preset)}) on {_now()}.",
         "# Environment variables (keys included) come from the shell you submit from; no value",
         "# of a secret is written here.",
         f"#SBATCH --job-name={settings.job_name}",
@@ -183,7 +190,7 @@ def _header(
         "",
         "set -eo pipefail",
         "",
-        f"# Environment: {settings.activation.describe()}",
+        f"# Environment: {_comment(settings.activation.describe())}",
         *settings.activation.lines(),
     ]
     for name in settings.require_env:
@@ -568,7 +575,7 @@ def write_jupyter_job(
     user = user or getpass.getuser()
     login = login or login_host()
     for label, value in (("user", user), ("login host", login)):
-        if not HOST_PATTERN.match(value):
+        if not HOST_PATTERN.fullmatch(value):
             raise SlurmError(f"The {label} {value!r} has characters an SSH command cannot take.")
     folder = Path(out).resolve() / JUPYTER_DIR
     folder.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import re
 import shlex
 import shutil
 import sys
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -29,6 +30,8 @@ WORD_PATTERN = re.compile(r"^[A-Za-z0-9_.:+-]+$")
 PARTITION_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+(,[A-Za-z0-9_.+-]+)*$")
 MODULE_PATTERN = re.compile(r"^[A-Za-z0-9_./+-]+$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: A preset's name: it goes into the header of every script written with the preset.
+PRESET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 class SlurmError(Exception):
@@ -74,13 +77,13 @@ class Resources:
         def label(name: str) -> str:
             return f"--{name.replace('_', '-')}" if where == "--" else f"{where}.{name}"
 
-        if self.partition is not None and not PARTITION_PATTERN.match(str(self.partition)):
+        if self.partition is not None and not PARTITION_PATTERN.fullmatch(str(self.partition)):
             raise SlurmError(
                 f"{label('partition')}: {self.partition!r} is not a partition name (or a comma list)."
             )
         for name in ("account", "qos", "gpu_type"):
             value = getattr(self, name)
-            if value is not None and not WORD_PATTERN.match(str(value)):
+            if value is not None and not WORD_PATTERN.fullmatch(str(value)):
                 raise SlurmError(
                     f"{label(name)}: {value!r} is not a Slurm name (letters, digits, _ . : + -)."
                 )
@@ -88,9 +91,9 @@ class Resources:
             raise SlurmError(f"{label('gpus')}: {self.gpus!r} must be a whole number, 0 or more.")
         if isinstance(self.cpus, bool) or not isinstance(self.cpus, int) or self.cpus < 1:
             raise SlurmError(f"{label('cpus')}: {self.cpus!r} must be a whole number, 1 or more.")
-        if self.mem is not None and not MEM_PATTERN.match(str(self.mem)):
+        if self.mem is not None and not MEM_PATTERN.fullmatch(str(self.mem)):
             raise SlurmError(f"{label('mem')}: {self.mem!r} must look like 16G, 4000M or 32000.")
-        if self.time is not None and not TIME_PATTERN.match(str(self.time)):
+        if self.time is not None and not TIME_PATTERN.fullmatch(str(self.time)):
             raise SlurmError(
                 f"{label('time')}: {self.time!r} must look like 04:00:00, 30:00, 90 or 1-12:00:00 "
                 "(days-hours:minutes:seconds)."
@@ -168,7 +171,7 @@ class Activation:
             SlurmError: For a module name that is not one, or both conda and venv.
         """
         for module in self.modules:
-            if not MODULE_PATTERN.match(str(module)):
+            if not MODULE_PATTERN.fullmatch(str(module)):
                 raise SlurmError(
                     f"{where}.modules: {module!r} is not a module name like lang/Anaconda3."
                 )
@@ -299,10 +302,28 @@ def load_preset(name: str | os.PathLike = DEFAULT_PRESET) -> Preset:
     activation = Activation(
         modules=tuple(str(m) for m in modules), conda=act.get("conda"), venv=act.get("venv")
     ).validated(f"{path.name}: activation")
+    name = str(data.get("name") or path.stem)
+    if not PRESET_NAME_PATTERN.fullmatch(name):
+        raise SlurmError(
+            f"Preset {path}: name {name!r} is not a preset name (letters, digits and _ . + -; it "
+            "goes into every script's header)."
+        )
+    description = str(data.get("description") or "")
+    if has_control_characters(description):
+        raise SlurmError(
+            f"Preset {path}: description must be one line of text without control characters "
+            "(it goes into every script's header)."
+        )
     return Preset(
-        name=str(data.get("name") or path.stem), description=str(data.get("description") or ""),
-        resources=resources, activation=activation, source=path.resolve(),
+        name=name, description=description, resources=resources, activation=activation,
+        source=path.resolve(),
     )  # fmt: skip
+
+
+def has_control_characters(text: str) -> bool:
+    """True if ``text`` holds a line break or another control character (a script's line ends
+    there: what follows would run as a command)."""
+    return any(unicodedata.category(c) in {"Cc", "Zl", "Zp"} for c in text)
 
 
 def resolve_activation(
@@ -358,15 +379,17 @@ class JobSettings:
     preset: str = DEFAULT_PRESET
 
     def validated(self) -> JobSettings:
-        """Returns itself after checking the job name and the variable names.
+        """Returns itself after checking the job name, the preset's name and the variable names.
 
         Raises:
-            SlurmError: For a malformed job name or variable name.
+            SlurmError: For a malformed job name, preset name or variable name.
         """
-        if not WORD_PATTERN.match(self.job_name):
+        if not WORD_PATTERN.fullmatch(self.job_name):
             raise SlurmError(f"--job-name {self.job_name!r}: use letters, digits and _ . -.")
+        if not PRESET_NAME_PATTERN.fullmatch(self.preset):
+            raise SlurmError(f"Preset name {self.preset!r}: use letters, digits and _ . + -.")
         for name in self.require_env:
-            if not ENV_NAME_PATTERN.match(name):
+            if not ENV_NAME_PATTERN.fullmatch(name):
                 raise SlurmError(  # the text is not echoed: it may be the value by mistake
                     "--require-env takes a variable's NAME (e.g. ROBOFLOW_API_KEY), never its "
                     "value; one of those given is not a name."

@@ -199,7 +199,7 @@ def parse_sweep(
         )
     stem = Path(source).stem if source != "<sweep>" else "sweep"
     name = data.get("name", stem)
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise SweepError(
             f"{where('name')}: {name!r} is not a folder name (letters, digits, _ . -)."
         )

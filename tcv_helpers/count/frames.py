@@ -20,6 +20,7 @@ import supervision as sv
 from matplotlib.figure import Figure
 
 from tcv_helpers.data.labels import IMAGE_SUFFIXES
+from tcv_helpers.io import replace_into_place
 
 #: Video container -> the OpenCV codec (FourCC) written into it.
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
@@ -151,7 +152,7 @@ class VideoOut:
         """Finishes the file and moves it into place (``keep``), or deletes it."""
         self.writer.release()
         if keep:
-            os.replace(self.tmp, self.path)
+            replace_into_place(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
 

@@ -37,6 +37,8 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
+from tcv_helpers.io import new_file_mode, new_folder_mode, replace_into_place
+
 ASSETS_URL_ENV = "TCV_ASSETS_URL"
 ASSETS_REGISTRY_ENV = "TCV_ASSETS_REGISTRY"
 CACHE_ENV = "TCV_CACHE"
@@ -363,7 +365,8 @@ def _download(asset: Asset, base: str, target: Path, *, progress: bool) -> None:
     )
     try:
         with _quiet_pooch():
-            store.fetch(asset.file, downloader=downloader)
+            fetched = store.fetch(asset.file, downloader=downloader)
+        os.chmod(fetched, new_file_mode())  # pooch's temporary file was private (0600)
     except ValueError:  # pooch: the hash differs (the temporary file is already deleted)
         raise _mismatch(asset, url, downloader.last_sha256) from None
     except requests.RequestException as exc:
@@ -391,7 +394,7 @@ def _copy_from_mirror(asset: Asset, folder: Path, target: Path) -> None:
         got = sha256_of(tmp)
         if got != asset.sha256:
             raise _mismatch(asset, str(source), got)
-        os.replace(tmp, target)
+        replace_into_place(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
@@ -470,6 +473,7 @@ def _extract_once(asset: Asset, archive: Path) -> Path:
                 f"Asset {asset.name!r} ({archive.name}) is not a readable zip ({exc}); "
                 "the registry entry is wrong."
             ) from None
+        tmp.chmod(new_folder_mode())  # mkdtemp's 0700 would hide the data from other users
         try:
             os.replace(tmp, dest)
         except OSError:

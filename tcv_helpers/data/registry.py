@@ -39,7 +39,7 @@ from tcv_helpers.data import hub
 from tcv_helpers.data.dataset import Dataset
 from tcv_helpers.data.formats import MANAUS_TO_PROJECT, map_classes, read_labels, write_labels
 from tcv_helpers.data.labels import MANIFEST_COLUMNS
-from tcv_helpers.io import atomic_write_json, atomic_write_text
+from tcv_helpers.io import atomic_write_json, atomic_write_text, new_folder_mode
 from tcv_helpers.project import PROJECT_CLASSES
 from tcv_helpers.secrets import get_secret
 
@@ -360,6 +360,7 @@ def _claim(dest: Path) -> None:
 
 def _replace_with(tmp: Path, dest: Path) -> None:
     """Puts a finished temporary folder in place of ``dest``."""
+    tmp.chmod(new_folder_mode())  # mkdtemp's 0700 would hide the data from other users
     if dest.exists():
         shutil.rmtree(dest)
     os.replace(tmp, dest)
@@ -672,7 +673,7 @@ def load_dataset(
     if local is not None:
         folder = _extract_zip(local, data_dir) if local.is_file() else local
         return _local_folder(folder, data_dir)
-    if text not in DATASETS and not _ROBOFLOW_ID.match(text):
+    if text not in DATASETS and not _ROBOFLOW_ID.fullmatch(text):
         raise KeyError(f"Unknown dataset {text!r}: give {FORMS}.")
     try:
         return (

@@ -237,7 +237,7 @@ def read_checkpoint_meta(workspace: str | os.PathLike) -> dict[str, Any]:
                 f"{path}: 'dataset' is null, so the model was trained on a custom dataset and "
                 "cannot be published as a course checkpoint."
             )
-        if not isinstance(value, str) or not NAME_OK.match(value):
+        if not isinstance(value, str) or not NAME_OK.fullmatch(value):
             raise ValueError(
                 f"{path}: field {key!r} must be a course name (lower case, digits, - _ .), "
                 f"not {value!r}."

@@ -92,7 +92,13 @@ from tcv_helpers.imaging import (
     perceptual_hash,
     sniff_type,
 )
-from tcv_helpers.io import atomic_write_bytes, atomic_write_json, read_yaml_mapping
+from tcv_helpers.io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    exclusive_lock,
+    read_yaml_mapping,
+)
+from tcv_helpers.secrets import redact_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -105,6 +111,8 @@ DEFAULT_USER_AGENT = (
 MANIFEST_NAME = "manifest.csv"
 #: The small state file (``ETag`` / ``Last-Modified`` per camera) inside the output folder.
 STATE_NAME = "scrape_state.json"
+#: The lock file that keeps a second scrape out of a folder while one runs.
+LOCK_NAME = ".scrape.lock"
 #: Manifest columns: the dataset columns first (shared with the other manifests of the course),
 #: then what the scraper knows about the fetch.
 MANIFEST_COLUMNS = (
@@ -481,7 +489,7 @@ class _Store:
         report.notes.extend(notes)
         for cid in list(self._validators):
             camera = self._cameras.get(cid)
-            if camera is not None and self._validators[cid].get("url") != camera.url:
+            if camera is not None and self._validators[cid].get("url") != redact_url(camera.url):
                 del self._validators[cid]  # the URL changed: its validators mean nothing now
 
     def _remember(self, row: Mapping[str, str]) -> None:
@@ -557,7 +565,7 @@ class _Store:
             "source": camera.source,
             "condition": "unknown",
             "split": "",
-            "url": camera.url,
+            "url": redact_url(camera.url),  # never a key or a password in the manifest
             "outcome": outcome,
             "http_status": "" if status is None else str(status),
             "bytes": "" if nbytes is None else str(nbytes),
@@ -639,7 +647,7 @@ class _Store:
             self._remember(row)
             self.report.counts[row["outcome"]] += 1
             validators = {
-                "url": camera.url,
+                "url": redact_url(camera.url),
                 "etag": fetch.etag,
                 "last_modified": fetch.last_modified,
             }
@@ -725,8 +733,9 @@ def scrape(
     starts ``interval`` seconds (or the camera's own ``interval``) after its previous one
     started. A camera with ``fetch=False`` is never requested: it gets one ``terms_disallowed``
     row per run instead. Requests to one host never overlap and stay ``per_host_delay`` seconds
-    apart whatever the concurrency, and ``robots.txt`` is honoured (an unreachable or 4xx
-    ``robots.txt`` allows everything; a 5xx one forbids the host for this run). See the module
+    apart whatever the concurrency, and ``robots.txt`` is honoured (a 4xx ``robots.txt``
+    allows everything; a 5xx one forbids the host for this run; an unreachable one forbids it
+    until it can be read, asked again before each fetch, as RFC 9309 says). See the module
     docstring for the outcomes and how a killed run is resumed.
 
     Args:
@@ -753,6 +762,8 @@ def scrape(
         ValueError: If an argument is out of range, camera ids repeat, the camera file is
             invalid, or ``out`` holds a manifest with other columns.
         TypeError: If ``cameras`` holds something other than :class:`Camera` objects.
+        FolderBusy: If another scrape is writing into ``out`` (its lock file
+            :data:`LOCK_NAME`): two would interleave the manifest.
         OSError: If the output folder cannot be written.
     """
     if not isinstance(cameras, Sequence) or isinstance(cameras, str):
@@ -774,51 +785,54 @@ def scrape(
     )
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    report = ScrapeReport(out=folder, manifest=folder / MANIFEST_NAME)
-    store = _Store(folder, cameras, report)
-    own_session = session is None
-    if session is None:
-        session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=concurrency, pool_maxsize=concurrency)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-    options = FetchOptions(user_agent, float(timeout), int(retries), float(backoff), int(max_bytes))
-    pacer = HostPacer(float(per_host_delay))
-    ctx = _Context(session, options, pacer, RobotsRules(session, pacer, options), store)
-    for camera in cameras:
-        if not camera.fetch:
-            store.skip(camera)
-    cameras = [camera for camera in cameras if camera.fetch]
-    gaps = {c.id: (c.interval if c.interval is not None else float(interval)) for c in cameras}
-    remaining = dict.fromkeys(gaps, rounds)
-    due = dict.fromkeys(gaps, time.monotonic())
-    running: dict[Future[dict[str, str]], Camera] = {}
-    bar = tqdm(total=rounds * len(cameras), desc="scrape", unit="fetch", disable=not progress)
-    executor = ThreadPoolExecutor(max_workers=int(concurrency), thread_name_prefix="tcv-scrape")
-    try:
-        while running or any(remaining.values()):
-            now = time.monotonic()
-            busy = {camera.id for camera in running.values()}
-            for camera in cameras:
-                if remaining[camera.id] and camera.id not in busy and due[camera.id] <= now:
-                    remaining[camera.id] -= 1
-                    due[camera.id] = now + gaps[camera.id]
-                    running[executor.submit(_fetch_camera, camera, ctx)] = camera
-                    busy.add(camera.id)
-            waiting = [due[c.id] for c in cameras if remaining[c.id] and c.id not in busy]
-            pause = max(0.0, min(waiting) - time.monotonic()) if waiting else None
-            if running:
-                done, _ = wait(list(running), timeout=pause, return_when=FIRST_COMPLETED)
-                for future in done:
-                    running.pop(future)
-                    future.result()
-                    bar.update(1)
-                    bar.set_postfix(saved=report.counts["saved"], refresh=False)
-            elif pause:
-                time.sleep(pause)
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
-        bar.close()
-        if own_session:
-            session.close()
+    with exclusive_lock(folder / LOCK_NAME, what=f"tcv data scrape into {folder}"):
+        report = ScrapeReport(out=folder, manifest=folder / MANIFEST_NAME)
+        store = _Store(folder, cameras, report)
+        own_session = session is None
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=concurrency, pool_maxsize=concurrency)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        options = FetchOptions(
+            user_agent, float(timeout), int(retries), float(backoff), int(max_bytes)
+        )
+        pacer = HostPacer(float(per_host_delay))
+        ctx = _Context(session, options, pacer, RobotsRules(session, pacer, options), store)
+        for camera in cameras:
+            if not camera.fetch:
+                store.skip(camera)
+        cameras = [camera for camera in cameras if camera.fetch]
+        gaps = {c.id: (c.interval if c.interval is not None else float(interval)) for c in cameras}
+        remaining = dict.fromkeys(gaps, rounds)
+        due = dict.fromkeys(gaps, time.monotonic())
+        running: dict[Future[dict[str, str]], Camera] = {}
+        bar = tqdm(total=rounds * len(cameras), desc="scrape", unit="fetch", disable=not progress)
+        executor = ThreadPoolExecutor(max_workers=int(concurrency), thread_name_prefix="tcv-scrape")
+        try:
+            while running or any(remaining.values()):
+                now = time.monotonic()
+                busy = {camera.id for camera in running.values()}
+                for camera in cameras:
+                    if remaining[camera.id] and camera.id not in busy and due[camera.id] <= now:
+                        remaining[camera.id] -= 1
+                        due[camera.id] = now + gaps[camera.id]
+                        running[executor.submit(_fetch_camera, camera, ctx)] = camera
+                        busy.add(camera.id)
+                waiting = [due[c.id] for c in cameras if remaining[c.id] and c.id not in busy]
+                pause = max(0.0, min(waiting) - time.monotonic()) if waiting else None
+                if running:
+                    done, _ = wait(list(running), timeout=pause, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        running.pop(future)
+                        future.result()
+                        bar.update(1)
+                        bar.set_postfix(saved=report.counts["saved"], refresh=False)
+                elif pause:
+                    time.sleep(pause)
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+            bar.close()
+            if own_session:
+                session.close()
     return report

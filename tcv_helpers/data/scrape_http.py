@@ -109,7 +109,13 @@ class RobotsRules:
             host_lock = self._host_locks.setdefault(root, threading.Lock())
         with host_lock:
             if root not in self._parsers:
-                self._parsers[root] = self._fetch(root)
+                parser, unreachable = self._fetch(root)
+                if unreachable:  # not kept: asked again before the next fetch from that host
+                    return False, (
+                        f"{root}/robots.txt could not be reached ({unreachable}): not fetching "
+                        "until it can be read (RFC 9309)"
+                    )
+                self._parsers[root] = parser
         parser = self._parsers[root]
         if parser.can_fetch(self._options.user_agent, url):
             return True, ""
@@ -117,7 +123,8 @@ class RobotsRules:
             return False, f"{root}/robots.txt could not be read (server error): not fetching"
         return False, f"{root}/robots.txt disallows this URL for our User-Agent"
 
-    def _fetch(self, root: str) -> urllib.robotparser.RobotFileParser:
+    def _fetch(self, root: str) -> tuple[urllib.robotparser.RobotFileParser, str]:
+        """The host's rules, and why robots.txt could not be reached ("" when it answered)."""
         parser = urllib.robotparser.RobotFileParser(f"{root}/robots.txt")
         try:
             with (
@@ -141,9 +148,11 @@ class RobotsRules:
                         if len(body) >= MAX_ROBOTS_BYTES:
                             break
                     parser.parse(body[:MAX_ROBOTS_BYTES].decode("utf-8", "replace").splitlines())
-        except requests.exceptions.RequestException:
-            parser.allow_all = True  # unreachable robots.txt: no rules were published
-        return parser
+        except requests.exceptions.RequestException as exc:
+            # Unreachable (timeout, reset, DNS): RFC 9309 says assume everything is disallowed.
+            parser.disallow_all = True
+            return parser, type(exc).__name__
+        return parser, ""
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,17 +10,23 @@ The service's rules:
 * **API key.** With ``TCV_API_KEY`` set (or ``api_key=`` given), every path except
   ``/healthz`` needs the header ``X-API-Key: <key>``; ``Authorization: Bearer <key>`` is accepted
   too, which is what Prometheus sends for a scrape job with ``authorization: credentials``.
-  ``/metrics`` is protected on purpose: it shows traffic and what the cameras see.
+  ``/metrics`` is protected on purpose: it shows traffic and what the cameras see. The key is
+  stripped of surrounding blanks and must be at least :data:`MIN_API_KEY_LENGTH` printable ASCII
+  characters (a header carries it; a shorter or other one is refused at start, not echoed).
 * **Bad input** is a 4xx with a JSON body ``{"error": "..."}``: a body that is not
   multipart/form-data (415), a malformed multipart body (400), a missing or wrong field (422),
   not an image (415), an empty, truncated or undecodable image (422), a body over
   ``max_upload_bytes`` (413, refused from ``Content-Length`` before it is read, or as soon as the
-  bytes read pass the limit), more than ``max_batch`` images (413) and an image over
-  ``max_pixels`` (413, refused from its header, before any pixel is decoded). Uploads over 1 MB
+  bytes read pass the limit), more than ``max_batch`` images (413), an image over
+  ``max_pixels`` or images over ``max_request_pixels`` in all (413, refused from their headers,
+  before any pixel is decoded). Uploads over 1 MB
   wait on disk, not in memory (Starlette spools them).
 * **Overload.** At most ``max_concurrency`` images are decoded and run at once (a thread pool of
   that size) and at most ``max_queue`` more requests wait; beyond that the answer is 429 with
-  ``Retry-After`` at once, before the body is read. Memory stays bounded under any load.
+  ``Retry-After`` at once. A request is admitted only once its body is in: a client that sends
+  slowly holds no slot, and one that takes longer than ``body_timeout`` seconds gets 408. At
+  most :data:`READERS_PER_SLOT` times the slots (and at least :data:`MIN_READERS`) receive
+  uploads at once; more get 429 before their body is read. Memory stays bounded under any load.
 * ``latency_ms`` is the time from the request's arrival to its answer being ready (reading the
   upload, waiting for a worker, decoding, inference); for a batch, up to that image's answer.
 
@@ -47,6 +53,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from PIL import Image
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -66,15 +73,27 @@ from tcv_helpers.env import usable_cores
 from tcv_helpers.imaging import MAX_PIXELS
 
 LOGGER = logging.getLogger(__name__)
+#: Shortest API key the service accepts (``secrets.token_urlsafe(24)`` makes 32 characters).
+MIN_API_KEY_LENGTH = 12
+
 
 #: Largest request body accepted by the service, in bytes.
 MAX_UPLOAD_BYTES = 10 * 2**20
 #: Most images in one ``POST /v1/detect/batch``.
 MAX_BATCH_IMAGES = 16
+#: Most pixels in one request, all its images together: one image at the per-image limit, or
+#: 16 full-HD frames; sixteen 40-megapixel PNGs (which fit in 10 MB) are refused.
+MAX_REQUEST_PIXELS = 48_000_000
 #: Requests that may wait for a worker before the service answers 429.
 DEFAULT_MAX_QUEUE = 32
 #: Seconds a client is asked to wait after a 429.
 RETRY_AFTER_SECONDS = 1
+#: Seconds a client has to send its whole upload; a slower one gets 408 (it held no worker).
+BODY_TIMEOUT_SECONDS = 30.0
+#: Uploads received at once: this many per admission slot (max_concurrency + max_queue), and
+#: at least :data:`MIN_READERS`; beyond, 429 before the body is read.
+READERS_PER_SLOT = 4
+MIN_READERS = 128
 #: Environment variable holding the service's API key.
 API_KEY_ENV = "TCV_API_KEY"
 #: Header carrying the API key.
@@ -86,6 +105,30 @@ BATCH_FIELD = "images"
 OPEN_PATHS = frozenset({"/healthz"})
 #: Endpoint labels of the metrics (anything else is counted as ``other``).
 ENDPOINTS = ("/healthz", "/metrics", "/v1/detect", "/v1/detect/batch")
+
+
+def check_api_key(value: str, *, source: str = API_KEY_ENV) -> str:
+    """The API key to require, stripped; ``""`` for none.
+
+    Raises:
+        ValueError: For a key shorter than :data:`MIN_API_KEY_LENGTH` or with characters an HTTP
+            header cannot carry as sent (non-ASCII, spaces, control characters): such a key could
+            never match, or be guessed. The message never repeats the key.
+    """
+    key = value.strip()
+    if not key:
+        return ""
+    if not (key.isascii() and key.isprintable()) or any(c.isspace() for c in key):
+        raise ValueError(
+            f"{source}: the API key must be printable ASCII without spaces (an HTTP header "
+            "carries it)."
+        )
+    if len(key) < MIN_API_KEY_LENGTH:
+        raise ValueError(
+            f"{source}: the API key has {len(key)} characters; use at least "
+            f"{MIN_API_KEY_LENGTH}, e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'."
+        )
+    return key
 
 
 class _Rejection(Exception):
@@ -194,14 +237,16 @@ class _Limiter:
         self._semaphore: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def try_enter(self) -> bool:
-        if self.admitted >= self.capacity:
+    def try_enter(self, weight: int = 1) -> bool:
+        """Admits ``weight`` requests' worth (a batch counts each image), or refuses."""
+        weight = min(max(weight, 1), self.capacity)
+        if self.admitted + weight > self.capacity:
             return False
-        self.admitted += 1
+        self.admitted += weight
         return True
 
-    def leave(self) -> None:
-        self.admitted -= 1
+    def leave(self, weight: int = 1) -> None:
+        self.admitted -= min(max(weight, 1), self.capacity)
 
     @contextlib.asynccontextmanager
     async def worker(self) -> Any:
@@ -237,6 +282,8 @@ class _Settings:
     model_name: str
     model_version: str
     reference: dict[str, Any] | None = None
+    body_timeout: float = BODY_TIMEOUT_SECONDS
+    max_request_pixels: int = MAX_REQUEST_PIXELS
 
 
 class _Service:
@@ -252,6 +299,8 @@ class _Service:
         self.limiter = _Limiter(
             max_concurrency=settings.max_concurrency, max_queue=settings.max_queue
         )
+        self.readers = _Limiter(max_concurrency=1, max_queue=0)
+        self.readers.capacity = max(MIN_READERS, READERS_PER_SLOT * self.limiter.capacity)
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
 
@@ -347,29 +396,76 @@ class _Service:
     # ---- the detection endpoints --------------------------------------------------------
 
     async def detect(self, request: Request, *, batch: bool) -> list[dict[str, Any]]:
-        """Reads the upload(s), runs them on a worker thread, returns the answers."""
-        if not self.limiter.try_enter():
+        """Receives the upload(s) under a deadline, then takes a slot, runs them on a worker
+        thread and returns the answers."""
+        busy = {"reason": "overloaded", "headers": {"Retry-After": str(RETRY_AFTER_SECONDS)}}
+        if not self.readers.try_enter():
             raise _Rejection(
-                429,
-                f"busy: {self.limiter.capacity} requests are running or waiting; retry shortly",
-                reason="overloaded",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                429, f"busy: {self.readers.capacity} uploads are arriving; retry shortly", **busy
             )
-        self._update_gauges()
         form = None
         try:
-            form = await self._read_form(request, batch=batch)
+            try:
+                form = await asyncio.wait_for(
+                    self._read_form(request, batch=batch), timeout=self.settings.body_timeout
+                )
+            except TimeoutError:
+                raise _Rejection(
+                    408,
+                    f"the upload took longer than {self.settings.body_timeout:g} s; send it "
+                    "again, faster or smaller",
+                    reason="slow_upload",
+                    headers={"Connection": "close"},
+                ) from None
+            finally:
+                self.readers.leave()
             uploads = self._uploads(form, batch=batch)
-            async with self.limiter.worker():
-                self._update_gauges()
-                loop = asyncio.get_running_loop()
-                start = request.scope.get("state", {}).get("tcv_start", time.perf_counter())
-                return await loop.run_in_executor(self.executor, self._work, uploads, start)
-        finally:
-            self.limiter.leave()
+            self._check_pixels(uploads)
+            weight = len(uploads)  # a batch of 16 is 16 images' work for the workers
+            if not self.limiter.try_enter(weight):
+                raise _Rejection(
+                    429,
+                    f"busy: {self.limiter.capacity} requests are running or waiting; retry shortly",
+                    **busy,
+                )
             self._update_gauges()
+            try:
+                async with self.limiter.worker():
+                    self._update_gauges()
+                    loop = asyncio.get_running_loop()
+                    start = request.scope.get("state", {}).get("tcv_start", time.perf_counter())
+                    return await loop.run_in_executor(self.executor, self._work, uploads, start)
+            finally:
+                self.limiter.leave(weight)
+                self._update_gauges()
+        finally:
             if form is not None:
                 await form.close()
+
+    def _check_pixels(self, uploads: list[tuple[str, Any]]) -> None:
+        """Refuses a request whose images hold more than ``max_request_pixels`` in all, from
+        their headers, before any pixel is decoded (a damaged header is left to the decoder;
+        a single image meets the per-image limit there, with its own message)."""
+        if len(uploads) < 2:
+            return
+        total = 0
+        for _, upload in uploads:
+            upload.file.seek(0)
+            try:
+                with Image.open(upload.file) as probe:
+                    width, height = probe.size
+            except Exception:  # the decoder gives the precise 4xx later
+                continue
+            finally:
+                upload.file.seek(0)
+            total += width * height
+        if total > self.settings.max_request_pixels:
+            raise _Rejection(
+                413,
+                f"the {len(uploads)} images hold {total:,} pixels in all, over the "
+                f"{self.settings.max_request_pixels:,} one request may hold",
+                reason="too_many_pixels",
+            )
 
     def _update_gauges(self) -> None:
         self.metrics.in_flight.set(self.limiter.running)
@@ -495,6 +591,36 @@ _BATCH_BODY = _multipart_body(
 )
 
 
+def _reference_profile(
+    reference: str | os.PathLike | Mapping[str, Any] | None, model_path: str | os.PathLike
+) -> dict[str, Any] | None:
+    """The reference profile to export, or None (with a warning) when it cannot be had.
+
+    A file the service only found beside the model (``reference.json``) never stops it: one it
+    cannot read (a private file in a read-only mount) or parse costs the drift baseline, said
+    in a warning. A file given on purpose must exist and be well-formed.
+    """
+    given = reference is not None
+    found = reference if given else reference_beside(model_path)
+    if found is None:
+        return None
+    try:
+        return load_reference(found)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        if given and isinstance(exc, ValueError):
+            raise
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        LOGGER.warning(
+            "Reference profile %s not used (%s): the service runs without the drift baseline "
+            "(tcv_reference_brightness).",
+            found,
+            why,
+        )
+        return None
+
+
 def create_app(
     detector: Detector,
     *,
@@ -509,6 +635,8 @@ def create_app(
     model_name: str | None = None,
     model_version: str | None = None,
     reference: str | os.PathLike | Mapping[str, Any] | None = None,
+    body_timeout: float = BODY_TIMEOUT_SECONDS,
+    max_request_pixels: int = MAX_REQUEST_PIXELS,
 ) -> FastAPI:
     """The detection service (COURSE.md §5) around a detector.
 
@@ -534,13 +662,17 @@ def create_app(
             JSON file or a mapping, exported as ``tcv_reference_brightness`` for the drift
             alert; None uses ``reference.json`` in the model's folder (or the one above) when
             there is one.
+        body_timeout: Seconds a client has to send its whole upload (a slower one gets 408).
+        max_request_pixels: Most pixels in one request, all its images together (413 beyond).
 
     Returns:
         The FastAPI app (``app.state.service`` holds its state, for tests).
 
     Raises:
-        ValueError: If a limit is not positive, a threshold is outside 0-1 or the reference
-            profile is malformed.
+        ValueError: If a limit is not positive, a threshold is outside 0-1, the API key is too
+            short or not printable ASCII (:func:`check_api_key`), or a ``reference``
+            given on purpose is malformed (one found beside the model, malformed or unreadable,
+            gives a warning and no drift baseline).
         FileNotFoundError: If a ``reference`` file is given and does not exist.
     """
     concurrency = usable_cores() if max_concurrency is None else max_concurrency
@@ -549,22 +681,27 @@ def create_app(
         "max_upload_bytes": max_upload_bytes,
         "max_pixels": max_pixels,
         "max_batch": max_batch,
+        "max_request_pixels": max_request_pixels,
     }
     for name, value in limits.items():
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}.")
+    if not body_timeout > 0:
+        raise ValueError(f"body_timeout must be more than 0 seconds, got {body_timeout}.")
     if max_queue < 0:
         raise ValueError(f"max_queue must be 0 or more, got {max_queue}.")
     if not (0 <= conf <= 1 and 0 <= iou <= 1):
         raise ValueError(f"conf and iou must be between 0 and 1, got conf={conf}, iou={iou}.")
-    if reference is None:
-        reference = reference_beside(detector.path)
+    profile = _reference_profile(reference, detector.path)
     settings = _Settings(
-        api_key=os.environ.get(API_KEY_ENV, "") if api_key is None else api_key,
+        api_key=check_api_key(os.environ.get(API_KEY_ENV, ""))
+        if api_key is None
+        else check_api_key(api_key, source="api_key"),
         max_concurrency=concurrency, max_queue=max_queue, max_upload_bytes=max_upload_bytes,
         max_pixels=max_pixels, max_batch=max_batch, conf=conf, iou=iou,
         model_name=model_name or detector.name, model_version=model_version or detector.version,
-        reference=None if reference is None else load_reference(reference),
+        reference=profile, body_timeout=float(body_timeout),
+        max_request_pixels=max_request_pixels,
     )  # fmt: skip
     service = _Service(detector, settings)
 

@@ -20,6 +20,7 @@ Ultralytics or OpenCV.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import socket
 import subprocess
@@ -34,7 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tcv_helpers.deploy.app import API_KEY_ENV, DEFAULT_MAX_QUEUE, create_app
+from tcv_helpers.deploy.app import (
+    API_KEY_ENV,
+    BODY_TIMEOUT_SECONDS,
+    DEFAULT_MAX_QUEUE,
+    create_app,
+)
 from tcv_helpers.deploy.inference import BACKENDS, Detector, load_detector
 from tcv_helpers.deploy.reference import REFERENCE_FILE, load_reference
 from tcv_helpers.env import stop_process, usable_cores
@@ -43,6 +49,11 @@ from tcv_helpers.env import stop_process, usable_cores
 CONNECTION_LIMIT = 1000
 #: uvicorn's log levels.
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+BODY_TIMEOUT_HELP = "Seconds a client has to send its upload; a slower one gets 408."
+NO_AUTH_HELP = (
+    f"Serve without {API_KEY_ENV} on an interface other machines reach (0.0.0.0, a LAN "
+    "address): refused unless this says it is on purpose."
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,6 +126,7 @@ def run_server(
     max_queue: int = DEFAULT_MAX_QUEUE,
     log_level: str = "info",
     reference: str | os.PathLike | Mapping[str, Any] | None = None,
+    body_timeout: float = BODY_TIMEOUT_SECONDS,
 ) -> None:
     """Serves the model until interrupted (:func:`serve_command` runs it for ``tcv serve``).
 
@@ -133,6 +145,7 @@ def run_server(
         log_level: uvicorn's log level.
         reference: The reference profile (see :func:`tcv_helpers.deploy.app.create_app`; None:
             beside the model).
+        body_timeout: Seconds a client has to send its upload; a slower one gets 408.
     """
     import uvicorn
 
@@ -140,8 +153,9 @@ def run_server(
         model, backend=backend, threads=threads, max_concurrency=max_concurrency
     )
     app = create_app(
-        detector, max_concurrency=max_concurrency, max_queue=max_queue, reference=reference
-    )
+        detector, max_concurrency=max_concurrency, max_queue=max_queue, reference=reference,
+        body_timeout=body_timeout,
+    )  # fmt: skip
     uvicorn.run(
         app, host=host, port=port, log_level=log_level, server_header=False,
         limit_concurrency=CONNECTION_LIMIT, timeout_graceful_shutdown=10,
@@ -208,6 +222,7 @@ def serve_in_background(
     log_level: str = "warning",
     startup_timeout: float = 60.0,
     reference: str | os.PathLike | Mapping[str, Any] | None = None,
+    body_timeout: float = BODY_TIMEOUT_SECONDS,
 ) -> ServerHandle:
     """Starts the service on loopback and returns once ``/healthz`` answers.
 
@@ -231,6 +246,7 @@ def serve_in_background(
         startup_timeout: Seconds to wait for ``/healthz``.
         reference: The reference profile (see :func:`tcv_helpers.deploy.app.create_app`; None:
             beside the model); a child process needs a file.
+        body_timeout: Seconds a client has to send its upload; a slower one gets 408.
 
     Returns:
         A handle with ``url`` and ``stop()`` (also a context manager).
@@ -251,7 +267,7 @@ def serve_in_background(
         )
         app = create_app(
             detector, api_key=api_key, max_concurrency=max_concurrency, max_queue=max_queue,
-            reference=reference,
+            reference=reference, body_timeout=body_timeout,
         )  # fmt: skip
         config = uvicorn.Config(
             app, host=host, port=port, log_level=log_level, access_log=False,
@@ -283,7 +299,7 @@ def serve_in_background(
         env[API_KEY_ENV] = api_key
     command = [
         sys.executable, "-m", "tcv_helpers.deploy.server", "--model", str(model), "--host", host,
-        "--port", str(port), "--backend", backend, "--max-queue", str(max_queue),
+        "--port", str(port), "--backend", backend, "--max-queue", str(max_queue), "--body-timeout", str(body_timeout),
         "--log-level", log_level,
     ]  # fmt: skip
     if threads:
@@ -313,6 +329,34 @@ def serve_in_background(
 # --------------------------------------------------------------------------------------------
 
 
+def is_loopback(host: str) -> bool:
+    """True for an interface only this machine reaches (``127.0.0.1``, ``::1``, ``localhost``)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def check_exposure(host: str, api_key: str, *, no_auth: bool = False) -> None:
+    """Refuses to serve without a key on an interface other machines reach.
+
+    ``0.0.0.0`` (the container's default) or a LAN address without ``TCV_API_KEY`` would let
+    anyone who reaches the machine use the model; that needs ``--no-auth``, said on purpose.
+
+    Raises:
+        ValueError: For a non-loopback ``host``, an empty ``api_key`` and no ``no_auth``.
+    """
+    if api_key.strip() or no_auth or is_loopback(host):
+        return
+    raise ValueError(
+        f"Refusing to serve on {host} without a key: anyone who can reach this machine could "
+        f"use the service. Set {API_KEY_ENV}, listen on 127.0.0.1, or pass --no-auth to serve "
+        "openly on purpose."
+    )
+
+
 def serve_command(
     model: str | os.PathLike,
     *,
@@ -324,6 +368,8 @@ def serve_command(
     threads: int | None = None,
     reference: str | os.PathLike | None = None,
     log_level: str = "info",
+    body_timeout: float = BODY_TIMEOUT_SECONDS,
+    no_auth: bool = False,
 ) -> None:
     """The service from a command line: what ``tcv serve`` and the Docker image run.
 
@@ -342,19 +388,27 @@ def serve_command(
         reference: Reference profile JSON of the training images, for the drift alert (default:
             ``reference.json`` beside the model, if any).
         log_level: uvicorn's log level.
+        body_timeout: Seconds a client has to send its upload; a slower one gets 408 (and held
+            no worker meanwhile).
+        no_auth: Serve without a key on an interface other machines reach, on purpose
+            (without it, that is refused: see :func:`check_exposure`).
 
     Raises:
         FileNotFoundError: If the model or the reference file does not exist.
-        ValueError: If an option is out of range or a file is not what it should be.
+        ValueError: If an option is out of range, a file is not what it should be, or the
+            service would be open to the network without a key.
         ImportError: If the backend's runtime is not installed.
     """
     if log_level not in LOG_LEVELS:
         raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}.")
+    check_exposure(host, os.environ.get(API_KEY_ENV, ""), no_auth=no_auth)
     detector = service_detector(
         model, backend=backend, threads=threads, max_concurrency=max_concurrency
     )
     profile = load_reference(reference) if reference is not None else None
-    key = "set" if os.environ.get(API_KEY_ENV) else "not set: open to all"
+    key = "set" if os.environ.get(API_KEY_ENV) else "not set: open to all (--no-auth)"
+    if is_loopback(host) and not os.environ.get(API_KEY_ENV):
+        key = "not set: open to this machine's users"
     print(
         f"Serving {detector.path} ({detector.backend}, version {detector.version}) on "
         f"http://{host}:{port}; API key {key}.",
@@ -364,7 +418,7 @@ def serve_command(
     run_server(
         detector, host=host, port=port, max_concurrency=max_concurrency,
         max_queue=DEFAULT_MAX_QUEUE if max_queue is None else max_queue, log_level=log_level,
-        reference=profile,
+        reference=profile, body_timeout=body_timeout,
     )  # fmt: skip
 
 
@@ -428,6 +482,10 @@ def command_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", choices=LOG_LEVELS, default="info", help="uvicorn's log level."
     )
+    parser.add_argument(
+        "--body-timeout", type=float, default=BODY_TIMEOUT_SECONDS, help=BODY_TIMEOUT_HELP
+    )
+    parser.add_argument("--no-auth", action="store_true", default=False, help=NO_AUTH_HELP)
     return parser
 
 

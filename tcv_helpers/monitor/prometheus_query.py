@@ -111,7 +111,7 @@ def to_duration(value: str | float, *, name: str) -> str:
             raise ValueError(f"{name} must be positive, got {value}.")
         millis = round(value * 1000)
         return f"{millis // 1000}s" if millis % 1000 == 0 else f"{max(millis, 1)}ms"
-    if not _DURATION.match(str(value)):
+    if not _DURATION.fullmatch(str(value)):
         raise ValueError(
             f"{name} must be a Prometheus duration such as '1s', '500ms' or '1m', got {value!r}."
         )
