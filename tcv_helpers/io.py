@@ -55,7 +55,10 @@ def fsync_folder(folder: str | os.PathLike) -> None:
     nothing to do on Windows, where folders cannot be opened)."""
     if os.name != "posix":
         return
-    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # a folder one may write but not read: the rename is done all the same
+        return
     try:
         os.fsync(fd)
     except OSError:  # some filesystems (network mounts) refuse: the rename itself is done

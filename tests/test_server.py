@@ -21,7 +21,12 @@ from typer.testing import CliRunner
 
 from tcv_helpers.cli import app as cli_app
 from tcv_helpers.deploy.loadtest import load_test
-from tcv_helpers.deploy.server import check_exposure, command_parser, serve_in_background
+from tcv_helpers.deploy.server import (
+    _free_port,
+    check_exposure,
+    command_parser,
+    serve_in_background,
+)
 from tests.conftest import ROOT
 from tests.service_model import tiny_service_model
 
@@ -125,7 +130,7 @@ def test_the_health_check_asks_the_port_the_service_serves(tiny):
         assert healthcheck.health_url([*argv, str(port)]) == f"http://127.0.0.1:{port}/healthz"
         assert healthcheck.main([*argv, str(port)]) == 0
         assert healthcheck.main([*argv[:-1], f"--port={port}"]) == 0
-        assert healthcheck.main([*argv, str(_free_port())]) == 1, "nothing listens there"
+        assert healthcheck.main([*argv, str(_free_port("127.0.0.1"))]) == 1, "nothing listens there"
     assert healthcheck.health_url(["--host", "::"]) == "http://[::1]:8000/healthz"
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert '"tcv_helpers.deploy.healthcheck"' in dockerfile and "127.0.0.1:8000" not in dockerfile
@@ -177,14 +182,6 @@ def test_slow_uploads_hold_no_slot_and_get_408(tiny):
                 sock.close()
         assert set(answers) == {b"HTTP/1.1 408 Request Timeout"}, set(answers)
         assert httpx.get(f"{server.url}/healthz").status_code == 200, "alive after"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.slow

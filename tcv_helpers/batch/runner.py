@@ -15,6 +15,7 @@ notebooks wrote into the run's workspace (:func:`scrub_workspace`).
 from __future__ import annotations
 
 import atexit
+import functools
 import html
 import json
 import logging
@@ -274,20 +275,17 @@ def _redact_notebook_file(path: Path, values: list[str]) -> None:
 
 #: Longest socket path prefix used for IPC (Unix domain socket paths are capped at ~104 bytes).
 _MAX_SOCKET_PREFIX = 90
-_socket_dirs: list[str] = []
 
 
-def _socket_prefix() -> str | None:
-    """A fresh path prefix for one kernel's sockets, in this process's private temporary folder
-    (removed at exit); None where the path would be too long for a Unix socket."""
-    if not _socket_dirs:
-        folder = tempfile.mkdtemp(prefix="tcv-kernels-")
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        _socket_dirs.append(folder)
-    prefix = os.path.join(_socket_dirs[0], f"k-{uuid.uuid4().hex[:12]}")
-    return prefix if len(prefix) <= _MAX_SOCKET_PREFIX else None
+@functools.cache
+def _socket_folder() -> str:
+    """This process's private folder for kernel sockets (removed at exit)."""
+    folder = tempfile.mkdtemp(prefix="tcv-kernels-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
+@functools.cache
 def _kernel_manager_class() -> type | None:
     """A kernel manager that talks to the kernel over local sockets (IPC) where there are any.
 
@@ -298,7 +296,10 @@ def _kernel_manager_class() -> type | None:
     Windows has no IPC transport, and a temporary folder too deep for a socket path keeps TCP:
     None keeps the default there.
     """
-    if os.name != "posix" or _socket_prefix() is None:
+    if (
+        os.name != "posix"
+        or len(os.path.join(_socket_folder(), "k-" + "0" * 12)) > _MAX_SOCKET_PREFIX
+    ):
         return None
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import CaselessStrEnum, default
@@ -308,7 +309,7 @@ def _kernel_manager_class() -> type | None:
 
         @default("ip")
         def _ip_default(self) -> str:
-            return _socket_prefix() or "kernel-ipc"
+            return os.path.join(_socket_folder(), f"k-{uuid.uuid4().hex[:12]}")
 
     return LocalKernelManager
 

@@ -477,6 +477,8 @@ class _Store:
         self.report = report
         self._lock = threading.Lock()
         self._cameras = {camera.id: camera for camera in cameras}
+        #: Each camera's URL as written down: no password or key (redacted once, not per row).
+        self._public_urls = {camera.id: redact_url(camera.url) for camera in cameras}
         self._last: dict[str, tuple[str, imagehash.ImageHash | None]] = {}
         self._hash_cameras: dict[str, set[str]] = {}
         report.notes.extend(_remove_stale_temporaries(out))
@@ -489,7 +491,7 @@ class _Store:
         report.notes.extend(notes)
         for cid in list(self._validators):
             camera = self._cameras.get(cid)
-            if camera is not None and self._validators[cid].get("url") != redact_url(camera.url):
+            if camera is not None and self._validators[cid].get("url") != self._public_urls[cid]:
                 del self._validators[cid]  # the URL changed: its validators mean nothing now
 
     def _remember(self, row: Mapping[str, str]) -> None:
@@ -565,7 +567,7 @@ class _Store:
             "source": camera.source,
             "condition": "unknown",
             "split": "",
-            "url": redact_url(camera.url),  # never a key or a password in the manifest
+            "url": self._public_urls[camera.id],  # never a key or a password in the manifest
             "outcome": outcome,
             "http_status": "" if status is None else str(status),
             "bytes": "" if nbytes is None else str(nbytes),
@@ -647,7 +649,7 @@ class _Store:
             self._remember(row)
             self.report.counts[row["outcome"]] += 1
             validators = {
-                "url": redact_url(camera.url),
+                "url": self._public_urls[camera.id],
                 "etag": fetch.etag,
                 "last_modified": fetch.last_modified,
             }
