@@ -9,18 +9,26 @@
 # (tcv_helpers/deploy/server.py, serve_command). The API key comes from the environment
 # (TCV_API_KEY), never from the image or a flag; without one the service refuses to listen on
 # 0.0.0.0 (add --no-auth to the arguments to serve openly on purpose).
-FROM python:3.11-slim
+#
+# Supply chain: every Python package is installed from requirements-serve.lock with
+# --require-hashes (exact versions, each file's sha256), wheels only, and tcv_helpers is built
+# without build isolation, so nothing unhashed is fetched. Pin the base image by digest where a
+# registry can be reached (read it with `docker buildx imagetools inspect python:3.11-slim`):
+#   docker build --build-arg PYTHON_IMAGE=python:3.11-slim@sha256:<digest> -t tcv-serve .
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-COPY requirements-serve.txt .
-RUN pip install --no-cache-dir -r requirements-serve.txt
+COPY requirements-serve.lock .
+RUN pip install --no-cache-dir --require-hashes --only-binary=:all: -r requirements-serve.lock
 COPY pyproject.toml README.md LICENSE ./
 COPY tcv_helpers ./tcv_helpers
-RUN pip install --no-cache-dir --no-deps . && rm -rf /app/tcv_helpers /app/build
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
+    && rm -rf /app/tcv_helpers /app/build /app/*.egg-info
 
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin tcv
 USER tcv

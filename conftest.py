@@ -46,10 +46,25 @@ def _hub_server_module() -> Any:
     return sys.modules["hub_server"]
 
 
+_CACHE = pytest.StashKey[tuple[Path, str | None]]()
+
+
+def _own_cache(config: pytest.Config) -> None:
+    """A course cache of the session's own: tests never write into the user's
+    ``~/.cache/traffic-cams-cv`` (downloads, the ledger of trusted weights), unless
+    ``TCV_CACHE`` names one."""
+    if os.environ.get("TCV_CACHE"):
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="tcv-test-cache-"))
+    config.stash[_CACHE] = (tmp, os.environ.get("TCV_CACHE"))
+    os.environ["TCV_CACHE"] = str(tmp)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Builds the data assets from the sample data and serves them for the session."""
     sample = Path(os.environ.get("TCV_SAMPLE_DATA", ""))
     if os.environ.get("TCV_ASSETS_URL") or not (sample / "manaus-traffic").is_dir():
+        _own_cache(config)
         return
     from tcv_helpers.data.release import build_release
 
@@ -61,6 +76,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.issue_config_time_warning(
             pytest.PytestWarning(f"No loopback asset hub for this session: {exc}"), stacklevel=2
         )
+        _own_cache(config)
         return
     server = _hub_server_module().HubServer(tmp / "hub").start()
     settings = {
@@ -74,6 +90,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Stops the session's hub, restores the variables it set and removes its folder."""
+    if _CACHE in config.stash:
+        tmp, before = config.stash[_CACHE]
+        if before is None:
+            os.environ.pop("TCV_CACHE", None)
+        else:
+            os.environ["TCV_CACHE"] = before
+        shutil.rmtree(tmp, ignore_errors=True)
     if _HUB not in config.stash:
         return
     server, tmp, before = config.stash[_HUB]

@@ -181,6 +181,11 @@ def main() -> None:
     parser.add_argument(
         "--all", action="store_true", help="Also measure the service on every other variant."
     )
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="Load --model-pt although the course did not write it (a .pt is a pickle).",
+    )
     parser.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -208,6 +213,12 @@ def main() -> None:
             with quiet_ultralytics():
                 weights = untrained_weights(work / "yolo11n-untrained.pt")
             note = " (untrained YOLO11n: throughput only)"
+        from tcv_helpers.trust import UntrustedWeights, check_weights
+
+        try:  # every later load of the .pt (the exports, the naive server) is of this file
+            check_weights(weights, trusted=args.trust or bool(note))
+        except UntrustedWeights as exc:
+            raise SystemExit(f"bench_service.py: {exc}") from None
         frames = camera_frames(work / "frames")
         image = frames[0].read_bytes()
         models = {kind: build_variant(kind, weights, shape, frames, work) for kind in kinds}

@@ -288,6 +288,21 @@ def bench(
     repeats: Annotated[int, typer.Option(help="Timed frames per variant.")] = 30,
     accuracy: Annotated[bool, typer.Option(help="Measure mAP50 of every variant (slower).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    throughput: Annotated[
+        bool,
+        typer.Option(
+            help="Also measure the OpenVINO variants in throughput mode (THROUGHPUT hint, "
+            "asynchronous requests, batch 1, 2 and 4): frames per second for batch jobs."
+        ),
+    ] = False,
+    trust: Annotated[
+        bool,
+        typer.Option(
+            "--trust",
+            help="Load MODEL although the course did not write it (you made it yourself): a "
+            ".pt is a pickle that runs code when loaded.",
+        ),
+    ] = False,
 ) -> None:
     """Size, latency, throughput and mAP50 of a model across formats (PyTorch, ONNX, OpenVINO)."""
     from tcv_helpers.deploy.optimize import VARIANTS, benchmark
@@ -301,14 +316,21 @@ def bench(
         result = benchmark(
             model, data, out_dir=out, imgsz=imgsz, eval_imgsz=eval_imgsz,
             variants=chosen, repeats=repeats,
-            accuracy=accuracy, progress=sys.stderr.isatty(),
+            accuracy=accuracy, progress=sys.stderr.isatty(), trusted=trust,
+            throughput_batches=(1, 2, 4) if throughput else (),
         )  # fmt: skip
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError) as exc:  # UntrustedWeights is a ValueError
         _fail(str(exc))
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
     typer.echo(result.table().round(3).to_string())
+    if result.throughput:
+        import pandas as pd
+
+        typer.echo("Throughput mode (many frames at once, for batch jobs):")
+        table = pd.DataFrame(result.throughput).drop(columns=["path", "seconds"])
+        typer.echo(table.round(1).to_string(index=False))
     for note in result.notes:
         typer.echo(note)
     typer.echo(

@@ -20,6 +20,7 @@ from typing import Any
 
 from tcv_helpers.env import gpu_available
 from tcv_helpers.io import atomic_write_text
+from tcv_helpers.trust import trust_folder
 
 PROFILE_ENV = "TCV_PROFILE"
 DEVICE_ENV = "TCV_DEVICE"
@@ -353,6 +354,9 @@ def load_config(
     if root.exists() and not root.is_dir():
         raise ValueError(f"WORKDIR {str(root)!r} exists and is a file, not a folder.")
     workspace = Workspace(root.resolve()).create()
+    # The learner's own workspace: weights in its models folder may be loaded (a .pt is a
+    # pickle; see tcv_helpers.trust), e.g. notebook 05's model in a fresh Colab runtime.
+    trust_folder(workspace.models)
     return Config(
         profile=resolve_profile(profile),
         workspace=workspace,

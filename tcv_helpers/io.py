@@ -1,15 +1,36 @@
-"""Small file helpers: atomic writes, so a crash never leaves a half-written file, and one
-reader of the YAML files that must hold a mapping (each error names the file)."""
+"""Small file helpers: atomic writes, so a crash never leaves a half-written file, one reader of
+the YAML files that must hold a mapping (each error names the file), the course cache and file
+checksums."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+#: The variable naming the course cache (downloads, the ledger of trusted weights).
+CACHE_ENV = "TCV_CACHE"
+
+
+def cache_dir() -> Path:
+    """Where downloads are kept: ``TCV_CACHE``, else ``~/.cache/traffic-cams-cv``."""
+    return Path(
+        os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "traffic-cams-cv"
+    ).expanduser()
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The sha256 of a file (lower-case hex), read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def current_umask() -> int:
@@ -112,7 +133,7 @@ class FolderBusy(RuntimeError):
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | os.PathLike, *, what: str) -> Iterator[Path]:
+def exclusive_lock(path: str | os.PathLike, *, what: str, wait: bool = False) -> Iterator[Path]:
     """Holds an exclusive lock on ``path`` (a lock file, created if missing) or refuses at once.
 
     Two processes appending to one manifest would interleave rows and race on each file; the
@@ -122,9 +143,12 @@ def exclusive_lock(path: str | os.PathLike, *, what: str) -> Iterator[Path]:
     Args:
         path: The lock file, inside the folder it guards.
         what: What is being done, for the message (``"tcv data scrape into DIR"``).
+        wait: Wait for the lock instead of refusing (for short critical sections, such as
+            updating one shared file).
 
     Raises:
-        FolderBusy: If another process (or another open of the same file) holds it.
+        FolderBusy: If another process (or another open of the same file) holds it and
+            ``wait`` is False.
     """
     lock = Path(path)
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -134,11 +158,11 @@ def exclusive_lock(path: str | os.PathLike, *, what: str) -> Iterator[Path]:
             if os.name == "posix":
                 import fcntl
 
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             else:  # Windows
                 import msvcrt
 
-                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+                msvcrt.locking(fd, msvcrt.LK_LOCK if wait else msvcrt.LK_NBLCK, 1)
         except OSError:
             holder = (
                 os.pread(fd, 32, 0).decode("ascii", "replace").strip() if os.name == "posix" else ""

@@ -83,6 +83,7 @@ def test_every_stage_package_exists_and_holds_its_modules():
         "project",
         "record",
         "secrets",
+        "trust",  # the one check before any weights pickle is loaded, by every stage
         "viz",
     }
     assert set(flat) <= core, (

@@ -136,6 +136,27 @@ def test_openvino_fp32_and_int8(tiny):
     assert "FakeQuantize" not in plain
 
 
+def test_throughput_mode_keeps_several_requests_in_flight_and_batches(tiny):
+    from tcv_helpers.deploy.throughput import measure_throughput
+
+    frames = letterbox_frames(tiny["paths"][:3], imgsz=64)
+    folder = export_openvino(tiny["onnx"], out_dir=tiny["work"] / "thr_openvino_model").parent
+    # The course's exports are static (batch 1): YOLO11's attention block cannot be reshaped.
+    with pytest.warns(UserWarning, match="cannot take a batch of 4"):
+        rows = measure_throughput(folder, frames, batches=(1, 4), seconds=0.3, threads=2)
+    assert [r.batch for r in rows] == [1]
+    for row in rows:
+        assert row.input == "64x64" and row.requests >= 1 and row.streams >= 1
+        assert row.images_per_second > 0 and row.request_ms > 0 and row.seconds >= 0.3
+        assert row.model == "thr" and row.to_dict()["batch"] == row.batch
+    with pytest.raises(ValueError, match="at least one frame"):
+        measure_throughput(folder, [])
+    with pytest.raises(ValueError, match="at least 1"):
+        measure_throughput(folder, frames, batches=(0,))
+    with pytest.raises(FileNotFoundError, match="not an OpenVINO"):
+        measure_throughput(tiny["onnx"], frames)
+
+
 def test_pruning_zeroes_weights_and_still_loads(tiny):
     from ultralytics import YOLO
 
@@ -152,9 +173,11 @@ def test_benchmark_measures_every_variant_and_names_the_fastest(tiny):
     out = tiny["work"] / "bench"
     result = benchmark(
         tiny["weights"], tiny["data"].data_yaml, out_dir=out, imgsz=64, repeats=3,
-        calibration=8, accuracy=False,
+        calibration=8, accuracy=False, throughput_batches=(1,),
     )  # fmt: skip
     assert [r.variant for r in result.rows] == list(VARIANTS)
+    assert [row["model"] for row in result.throughput] == ["openvino-fp32", "openvino-int8"]
+    assert all(row["images_per_second"] > 0 for row in result.throughput)
     assert result.rows[0].speedup == 1.0
     for row in result.rows:
         assert row.throughput > 0 and row.p95_ms >= row.p50_ms > 0 and row.size_mb > 0
@@ -162,6 +185,7 @@ def test_benchmark_measures_every_variant_and_names_the_fastest(tiny):
     assert result.fastest.variant != "pytorch-fp32"
     saved = json.loads((out / BENCHMARK_FILE).read_text())
     assert saved["fastest"]["variant"] == result.fastest.variant
+    assert saved["throughput"] == result.throughput
     assert fastest_variant(out / BENCHMARK_FILE) == saved["fastest"]
     assert fastest_variant(out / "missing.json") is None
     assert list(result.table().index) == list(VARIANTS)
@@ -193,9 +217,9 @@ def test_search_can_start_every_trial_from_trained_weights(tiny, tmp_path):
     assert len(result.table()) == 1
     args = yaml.safe_load((tmp_path / "search" / "trial-0" / "args.yaml").read_text())
     assert Path(args["model"]).resolve() == weights.resolve(), "the trial fine-tuned the weights"
-    stranger = tmp_path / "downloaded" / "best.pt"
+    stranger = tmp_path / "downloaded" / "best.pt"  # not the trained bytes: never vouched for
     stranger.parent.mkdir()
-    stranger.write_bytes(weights.read_bytes())
+    stranger.write_bytes(weights.read_bytes() + b"\0")
     with pytest.raises(UntrustedWeights):
         tune(
             tiny["data"].data_yaml, profile=TINY, out_dir=tmp_path / "search2", n_trials=1,

@@ -75,6 +75,7 @@ class CameraServer:
         self.release = threading.Event()
         self.robots_status = 200
         self.base = ""
+        self.redirects: dict[str, str] = {}  # path -> Location of a 302
 
     def url(self, path: str) -> str:
         return f"{self.base}{path}"
@@ -121,7 +122,12 @@ class Handler(BaseHTTPRequestHandler):
             return  # the client hung up, as it should for the huge body
 
     def respond(self, state: CameraServer, path: str, count: int, seed: int) -> None:
-        if path == "/robots.txt":
+        if path in state.redirects:
+            self.send_response(302)
+            self.send_header("Location", state.redirects[path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif path == "/robots.txt":
             if state.robots_status != 200:
                 self.send_body(b"unavailable", state.robots_status, "text/plain")
             else:
@@ -202,8 +208,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_body(b"no such camera", 404, "text/plain")
 
 
-@pytest.fixture
-def server():
+def _serve():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state = CameraServer()
     state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -215,6 +220,17 @@ def server():
     httpd.shutdown()
     httpd.server_close()
     thread.join(5)
+
+
+@pytest.fixture
+def server():
+    yield from _serve()
+
+
+@pytest.fixture
+def other_server():
+    """A second camera host (another port on loopback)."""
+    yield from _serve()
 
 
 def cams(server: CameraServer, *paths: str) -> list[Camera]:
@@ -363,6 +379,70 @@ def test_an_unreachable_robots_txt_disallows_until_it_can_be_read(tmp_path):
     assert [row["outcome"] for row in report.rows] == ["robots_disallowed"] * 2
     for row in report.rows:  # RFC 9309: unreachable means disallowed, asked again next time
         assert "robots.txt could not be reached (ConnectionError)" in row["error"], row
+
+
+def test_redirects_are_followed_by_hand_each_hop_checked(server, other_server, tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a loopback port the camera list does not name
+        probe.bind(("127.0.0.1", 0))
+        unnamed = f"http://127.0.0.1:{probe.getsockname()[1]}/cam.jpg"
+    server.redirects = {
+        "/cam/moved": "/cam/new/moved",  # same host: followed
+        "/cam/to-other": other_server.url("/cam/new/there"),  # a host the list names
+        "/cam/to-private": "/private/secret.jpg",  # robots.txt disallows the target
+        "/cam/to-loopback": unnamed,
+        "/cam/to-metadata": "http://169.254.169.254/latest/meta-data/",  # link-local
+        "/cam/to-file": "file:///etc/passwd",
+        "/cam/loop": "/cam/loop",
+    }
+    other_server.redirects = {"/cam/back": server.url("/cam/new/back")}
+    cameras = [
+        *cams(server, *server.redirects),
+        Camera(id="other-listed", url=other_server.url("/cam/back")),
+    ]
+    report = scrape(cameras, tmp_path / "out", **FAST)
+    rows = {row["camera_id"]: row for row in report.rows}
+    outcomes = {camera: row["outcome"] for camera, row in rows.items()}
+    assert outcomes == {
+        "cam-moved": "saved",
+        "cam-to-other": "saved",
+        "cam-to-private": "robots_disallowed",
+        "cam-to-loopback": "redirect_refused",
+        "cam-to-metadata": "redirect_refused",
+        "cam-to-file": "redirect_refused",
+        "cam-loop": "http_error",
+        "other-listed": "saved",
+    }
+    assert not server.requests_for("/private/secret.jpg"), "a disallowed target was requested"
+    assert "169.254.169.254" in rows["cam-to-metadata"]["error"]
+    assert "does not name" in rows["cam-to-loopback"]["error"]
+    assert "more than 5 redirects" in rows["cam-loop"]["error"]
+    assert len(server.requests_for("/cam/loop")) == 6
+    # The other host's robots.txt was asked before its frame, and its requests were paced.
+    paths = [entry["path"] for entry in other_server.log]
+    assert paths.index("/robots.txt") < paths.index("/cam/new/there")
+    hops = [float(e["time"]) for e in server.log]  # type: ignore[arg-type]
+    assert min(b - a for a, b in itertools.pairwise(sorted(hops))) >= FAST["per_host_delay"]
+
+
+def test_robots_txt_redirects_are_followed_and_checked(server, other_server, tmp_path):
+    server.redirects = {"/robots.txt": other_server.url("/robots.txt")}  # the rules live there
+    cameras = [
+        Camera(id="open", url=server.url("/cam/new/a")),
+        Camera(id="closed", url=server.url("/private/cam.jpg")),
+        Camera(id="other", url=other_server.url("/cam/new/b")),
+    ]
+    report = scrape(cameras, tmp_path / "out", **FAST)
+    outcomes = {row["camera_id"]: row["outcome"] for row in report.rows}
+    assert outcomes == {"open": "saved", "closed": "robots_disallowed", "other": "saved"}
+    assert not server.requests_for("/private/cam.jpg")
+    other_server.redirects = {"/robots.txt": "http://169.254.169.254/robots.txt"}
+    asked = len(other_server.requests_for("/cam/new/b"))
+    report = scrape(cameras[2:], tmp_path / "out2", **FAST)
+    [row] = report.rows
+    assert row["outcome"] == "robots_disallowed" and "169.254.169.254" in row["error"], row
+    assert len(other_server.requests_for("/cam/new/b")) == asked, "the camera was requested"
 
 
 CHILD = """

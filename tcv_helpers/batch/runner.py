@@ -314,13 +314,70 @@ def _kernel_manager_class() -> type | None:
     return LocalKernelManager
 
 
+#: Characters of a cell's first line shown beside a notebook's progress bar.
+CELL_LABEL_CHARS = 48
+#: The papermill engine of ``tcv run``: nbclient's, naming the cell being executed.
+ENGINE_NAME = "tcv-cells"
+
+
+def cell_label(cell: Any, index: int | None) -> str:
+    """``"cell 7: result = train(...)"``: a cell's number and first line of code, for the bar.
+
+    Comments, blank lines and magics (``%matplotlib``) are skipped; a markdown cell is named by
+    its first heading or line.
+    """
+    source = cell.get("source", "") if hasattr(cell, "get") else ""
+    if isinstance(source, list):
+        source = "".join(source)
+    lines = [line.strip() for line in str(source).splitlines()]
+    if cell.get("cell_type") == "code":
+        lines = [x for x in lines if x and not x.startswith(("#", "%", "!"))]
+    else:
+        lines = [x.lstrip("#").strip() for x in lines if x.strip("#").strip()]
+    text = lines[0] if lines else ""
+    if len(text) > CELL_LABEL_CHARS:
+        text = text[: CELL_LABEL_CHARS - 3] + "..."
+    number = f"cell {index + 1}" if index is not None else "cell"
+    return f"{number}: {text}" if text else number
+
+
+@functools.cache
+def _register_engine() -> str:
+    """Registers (once) nbclient's engine with the current cell named on the progress bar."""
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class CellNamingEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, **kwargs: Any) -> Any:
+            started = nb_man.cell_start
+
+            def cell_start(cell: Any, cell_index: int | None = None, **more: Any) -> None:
+                started(cell, cell_index, **more)
+                if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+                    if getattr(nb_man, "pbar", None):
+                        nb_man.pbar.set_postfix_str("the run's parameters")
+                elif getattr(nb_man, "pbar", None):
+                    if cell_index is not None:  # numbered as the source notebook, as failures are
+                        cell_index -= sum(
+                            "injected-parameters" in c.get("metadata", {}).get("tags", [])
+                            for c in nb_man.nb.cells[:cell_index]
+                        )
+                    nb_man.pbar.set_postfix_str(cell_label(cell, cell_index))
+
+            nb_man.cell_start = cell_start
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    papermill_engines.register(ENGINE_NAME, CellNamingEngine)
+    return ENGINE_NAME
+
+
 def _execute(
     source: Path,
     output: Path,
     parameters: dict[str, Any],
     cwd: Path,
     values: list[str],
-    progress: bool,
+    progress: str | None,
     cell_timeout: int | None,
 ) -> None:
     """Executes one notebook into ``output``; secrets are blanked before the file appears there."""
@@ -338,7 +395,10 @@ def _execute(
                 cwd=str(cwd),
                 kernel_name="python3",
                 log_output=True,
-                progress_bar={"leave": False, "desc": source.stem} if progress else False,
+                progress_bar={"leave": True, "desc": progress, "unit": "cell"}
+                if progress
+                else False,
+                engine_name=_register_engine(),
                 execution_timeout=cell_timeout,
                 **local_kernel,
             )
@@ -411,9 +471,11 @@ def run_notebooks(
         parameters: Extra papermill parameters; each goes to the notebooks that declare it.
         resume: An earlier run folder: its notebooks that succeeded are skipped, the rest run
             again with the same parameters and workspace.
-        progress: Show progress bars.
+        progress: Show one progress bar per notebook, over its cells, naming the cell being
+            executed (instead of the start and finish lines of ``on_event``).
         cell_timeout: Seconds a single cell may run (None: no limit).
-        on_event: Called with one line per event (start, finish) for the terminal.
+        on_event: Called with one line per event (start and finish when there are no progress
+            bars, a failure, a file that keeps a secret) for the terminal.
 
     Returns:
         The run folder and its summary; ``failure`` is set when a notebook failed (the run stops
@@ -516,23 +578,23 @@ def run_notebooks(
     _write_artifacts(run_dir, summary, values)
     entries = {e["notebook"]: e for e in summary["notebooks"]}
     try:
-        from tqdm.auto import tqdm
-
         todo = [p for p in selected if p.name not in skip]
-        bar = tqdm(todo, desc="tcv run", unit="notebook", disable=not progress, leave=True)
-        for path in bar:
-            bar.set_postfix_str(path.name)
+        for number, path in enumerate(todo, start=1):
+            # With progress bars, each notebook is one line: its bar over the cells, naming the
+            # cell being executed; without (a log, CI), a line when it starts and when it ends.
+            bar = f"[{number}/{len(todo)}] {path.stem}" if progress else None
             entry = entries[path.name]
             declared = notebook_parameters(path)
             params = {k: v for k, v in given.items() if k in declared}
             params.update(PROFILE=profile_obj.name, WORKDIR=str(workspace))
             params = {k: v for k, v in params.items() if k in declared}
             log.info("start %s with parameters %s", path.name, params)
-            say(f"▶ {path.name}")
+            if not progress:
+                say(f"▶ {path.name}")
             output = run_dir / path.name
             t0 = time.perf_counter()
             try:
-                _execute(path, output, params, notebooks_root, values, progress, cell_timeout)
+                _execute(path, output, params, notebooks_root, values, bar, cell_timeout)
             except Exception as exc:
                 failure = _failure_from(exc, path, output)
                 failure.error = redact(failure.error, values)
@@ -561,9 +623,9 @@ def run_notebooks(
                 cells=cell_seconds(executed),
             )
             log.info("ok %s in %.1f s", path.name, entry["seconds"])
-            say(f"✓ {path.name} ({entry['seconds']:.1f} s)")
+            if not progress:
+                say(f"✓ {path.name} ({entry['seconds']:.1f} s)")
             _write_artifacts(run_dir, summary, values)
-        bar.close()
     finally:
         summary["seconds"] = round(time.perf_counter() - started, 2)
         summary["finished"] = _now()

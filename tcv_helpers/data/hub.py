@@ -22,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -37,11 +36,18 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
-from tcv_helpers.io import new_file_mode, new_folder_mode, replace_into_place
+from tcv_helpers.io import (  # CACHE_ENV, cache_dir and sha256_of: the hub's interface too
+    CACHE_ENV,  # noqa: F401
+    cache_dir,
+    new_file_mode,
+    new_folder_mode,
+    replace_into_place,
+    sha256_of,
+)
+from tcv_helpers.trust import is_pickle, register_hashes, vouch_for
 
 ASSETS_URL_ENV = "TCV_ASSETS_URL"
 ASSETS_REGISTRY_ENV = "TCV_ASSETS_REGISTRY"
-CACHE_ENV = "TCV_CACHE"
 RELEASE_URL = "https://github.com/traffic-cams-cv/traffic-cams-cv/releases/download/v{version}/"
 KINDS = ("dataset", "video", "checkpoint")
 REQUIRED_FIELDS = ("file", "sha256", "size", "kind", "license", "citation")
@@ -186,22 +192,6 @@ class Fetched:
         return self.path is not None
 
 
-def cache_dir() -> Path:
-    """Where downloads are kept: ``TCV_CACHE``, else ``~/.cache/traffic-cams-cv``."""
-    return Path(
-        os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "traffic-cams-cv"
-    ).expanduser()
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    """The sha256 of a file (lower-case hex), read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def read_registry(path: str | os.PathLike) -> dict[str, Asset]:
     """Reads a registry file (``{"assets": {name: entry, ...}}``).
 
@@ -252,6 +242,11 @@ def assets() -> dict[str, Asset]:
     if extra:
         known.update(read_registry(Path(extra).expanduser()))
     return known
+
+
+register_hashes("the asset hub's checkpoints (tcv_helpers.data.hub)", lambda: (
+    asset.sha256 for asset in assets().values() if is_pickle(asset.file)
+))  # fmt: skip
 
 
 def describe_assets() -> list[dict[str, Any]]:
@@ -401,6 +396,13 @@ def _copy_from_mirror(asset: Asset, folder: Path, target: Path) -> None:
 
 def _fetch(name: str, *, progress: bool) -> tuple[Asset, Path, str]:
     """Fetches an asset; returns it, its cached file, and where it came from (for messages)."""
+    asset, target, where = _fetch_verified(name, progress=progress)
+    if is_pickle(target):  # a checkpoint: loadable by any process (tcv_helpers.trust)
+        vouch_for(target, made_by=f"asset hub, {name}, sha256 verified")
+    return asset, target, where
+
+
+def _fetch_verified(name: str, *, progress: bool) -> tuple[Asset, Path, str]:
     asset = get_asset(name)
     target = cache_dir() / "assets" / asset.file
     if target.is_file() and sha256_of(target) == asset.sha256:

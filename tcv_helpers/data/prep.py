@@ -922,7 +922,9 @@ def propose_by_model(
     other classes (a model's "dog", "traffic light") are left out of the proposals.
 
     Args:
-        model: A ``.pt`` path or a loaded ``ultralytics.YOLO``.
+        model: A ``.pt`` path the course trusts (:func:`tcv_helpers.trust.check_weights`) or a
+            loaded ``ultralytics.YOLO`` (pretrained COCO weights, checksum verified:
+            ``tcv_helpers.model.predict.load_yolo("yolo11n.pt")``).
         frames: Image files.
         conf: Lowest confidence proposed.
         imgsz: Inference size.
@@ -934,12 +936,16 @@ def propose_by_model(
 
     Raises:
         ValueError: If ``conf`` is outside 0-1.
+        UntrustedWeights: For a ``.pt`` of unknown origin.
     """
     from ultralytics import YOLO
 
+    from tcv_helpers.trust import check_weights
+
     if not 0 <= conf <= 1:
         raise ValueError(f"conf must be between 0 and 1, got {conf}.")
-    detector = model if hasattr(model, "predict") else YOLO(str(model))
+    # A .pt passes the course's trust check before Ultralytics unpickles it.
+    detector = model if hasattr(model, "predict") else YOLO(str(check_weights(model)))
     names = detector.names
     mapping = dict(class_map) if class_map is not None else {**COCO_TO_PROJECT}
     to_project = {

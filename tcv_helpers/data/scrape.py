@@ -19,7 +19,10 @@ What it does for every camera and round, in order (the HTTP part, steps 1 to 5, 
    carried an ``ETag`` / ``Last-Modified`` (``304 Not Modified`` costs the publisher nothing);
 4. retries timeouts, dropped connections, 5xx and 429 a few times with exponential backoff
    (honouring a short ``Retry-After``); other 4xx are final;
-5. streams the body and stops at ``max_bytes``;
+5. follows a redirect by hand (at most five), each hop paced and checked like the first
+   request: the target host's ``robots.txt``, and no loopback, private or link-local address
+   the camera list does not name (``redirect_refused``); then streams the body and stops at
+   ``max_bytes``;
 6. decodes the bytes fully (:func:`tcv_helpers.imaging.decode_image`) and skips placeholders
    and frames that did not change since the camera's last saved frame;
 7. saves the frame atomically as ``OUT/<camera id>/<UTC time>.jpg`` and appends one row to
@@ -79,6 +82,7 @@ from tcv_helpers.data.scrape_http import (
     FetchOptions,
     FetchResult,
     HostPacer,
+    RedirectCheck,
     RobotsRules,
     download,
     utc_now,
@@ -139,6 +143,7 @@ OUTCOMES = (
     "timeout",
     "connection_error",
     "robots_disallowed",
+    "redirect_refused",
     "terms_disallowed",
 )
 #: Outcomes whose response was a decodable image (its validators and hash are remembered).
@@ -677,6 +682,7 @@ class _Context:
     pacer: HostPacer
     robots: RobotsRules
     store: _Store
+    redirects: RedirectCheck
 
 
 def _fetch_camera(camera: Camera, ctx: _Context) -> dict[str, str]:
@@ -687,7 +693,7 @@ def _fetch_camera(camera: Camera, ctx: _Context) -> dict[str, str]:
             camera, FetchResult("robots_disallowed", error=reason), None, utc_now()
         )
     headers = {"User-Agent": ctx.options.user_agent, **ctx.store.conditional_headers(camera)}
-    fetch = download(ctx.session, camera.url, headers, ctx.options, ctx.pacer)
+    fetch = download(ctx.session, camera.url, headers, ctx.options, ctx.pacer, ctx.redirects)
     when = utc_now()
     frame = None
     if fetch.outcome is None:
@@ -800,7 +806,9 @@ def scrape(
             user_agent, float(timeout), int(retries), float(backoff), int(max_bytes)
         )
         pacer = HostPacer(float(per_host_delay))
-        ctx = _Context(session, options, pacer, RobotsRules(session, pacer, options), store)
+        named = {urlsplit(camera.url).netloc for camera in cameras}
+        robots = RobotsRules(session, pacer, options, named)
+        ctx = _Context(session, options, pacer, robots, store, RedirectCheck(robots, named))
         for camera in cameras:
             if not camera.fetch:
                 store.skip(camera)

@@ -4,11 +4,17 @@
 request at a time reach a host, ``delay`` seconds after the previous one ended; :func:`download`
 fetches a URL with conditional headers, retries timeouts, dropped connections, 5xx and 429
 with exponential backoff (honouring a short ``Retry-After``), and streams the body up to a size
-limit. What happens to the body is :mod:`tcv_helpers.data.scrape`'s business.
+limit. Redirects are followed by hand, at most :data:`MAX_REDIRECTS`, each hop paced and checked
+(:class:`RedirectCheck`): the target's ``robots.txt``, and no private, loopback or link-local
+address the camera list does not name (a public camera must not be able to point the scraper at
+the machine's own network). What happens to the body is :mod:`tcv_helpers.data.scrape`'s
+business.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import threading
 import time
 import urllib.robotparser
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
@@ -31,6 +37,10 @@ DOWNLOAD_TIME_FACTOR = 6
 MAX_ROBOTS_BYTES = 512_000
 #: Bytes read from the network at a time.
 CHUNK_BYTES = 65_536
+#: Redirects followed for one fetch; one more is an ``http_error``.
+MAX_REDIRECTS = 5
+#: The HTTP statuses that redirect.
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 def utc_now() -> datetime:
@@ -91,12 +101,24 @@ class FetchOptions:
 
 
 class RobotsRules:
-    """robots.txt per host, fetched once per run with the scraper's session and User-Agent."""
+    """robots.txt per host, fetched once per run with the scraper's session and User-Agent.
 
-    def __init__(self, session: requests.Session, pacer: HostPacer, options: FetchOptions) -> None:
+    Its redirects are followed by hand too (at most :data:`MAX_REDIRECTS`, RFC 9309), each hop
+    paced and refused when it leads to an address the camera list does not name (``named``,
+    see :class:`RedirectCheck`): such a robots.txt counts as unreachable, so nothing is fetched.
+    """
+
+    def __init__(
+        self,
+        session: requests.Session,
+        pacer: HostPacer,
+        options: FetchOptions,
+        named: set[str] | frozenset[str] = frozenset(),
+    ) -> None:
         self._session = session
         self._pacer = pacer
         self._options = options
+        self._named = frozenset(item.lower() for item in named)
         self._lock = threading.Lock()
         self._host_locks: dict[str, threading.Lock] = {}
         self._parsers: dict[str, urllib.robotparser.RobotFileParser] = {}
@@ -126,33 +148,50 @@ class RobotsRules:
     def _fetch(self, root: str) -> tuple[urllib.robotparser.RobotFileParser, str]:
         """The host's rules, and why robots.txt could not be reached ("" when it answered)."""
         parser = urllib.robotparser.RobotFileParser(f"{root}/robots.txt")
+        url = f"{root}/robots.txt"
         try:
-            with (
-                self._pacer.slot(urlsplit(root).netloc.lower()),
-                self._session.get(
-                    f"{root}/robots.txt",
-                    headers={"User-Agent": self._options.user_agent},
-                    timeout=self._options.timeout,
-                    stream=True,
-                ) as response,
-            ):
-                status = response.status_code
-                if status >= 500:
+            for _ in range(MAX_REDIRECTS + 1):
+                with (
+                    self._pacer.slot(urlsplit(url).netloc.lower()),
+                    self._session.get(
+                        url,
+                        headers={"User-Agent": self._options.user_agent},
+                        timeout=self._options.timeout,
+                        stream=True,
+                        allow_redirects=False,
+                    ) as response,
+                ):
+                    location = response.headers.get("Location", "")
+                    if response.status_code not in REDIRECT_STATUSES or not location:
+                        self._read(parser, response)
+                        return parser, ""
+                url = urljoin(url, location)
+                refused = _address_refusal(url, self._named)
+                if refused:
                     parser.disallow_all = True
-                elif not 200 <= status < 300:
-                    parser.allow_all = True  # 4xx (or a redirect loop's end): no rules published
-                else:
-                    body = b""
-                    for chunk in response.iter_content(chunk_size=CHUNK_BYTES):
-                        body += chunk
-                        if len(body) >= MAX_ROBOTS_BYTES:
-                            break
-                    parser.parse(body[:MAX_ROBOTS_BYTES].decode("utf-8", "replace").splitlines())
+                    return parser, refused
         except requests.exceptions.RequestException as exc:
             # Unreachable (timeout, reset, DNS): RFC 9309 says assume everything is disallowed.
             parser.disallow_all = True
             return parser, type(exc).__name__
+        parser.allow_all = True  # more redirects than RFC 9309 asks to follow: no rules found
         return parser, ""
+
+    @staticmethod
+    def _read(parser: urllib.robotparser.RobotFileParser, response: requests.Response) -> None:
+        """Sets ``parser`` from a final (not redirecting) robots.txt response."""
+        status = response.status_code
+        if status >= 500:
+            parser.disallow_all = True
+        elif not 200 <= status < 300:
+            parser.allow_all = True  # 4xx: no rules published
+        else:
+            body = b""
+            for chunk in response.iter_content(chunk_size=CHUNK_BYTES):
+                body += chunk
+                if len(body) >= MAX_ROBOTS_BYTES:
+                    break
+            parser.parse(body[:MAX_ROBOTS_BYTES].decode("utf-8", "replace").splitlines())
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,6 +212,8 @@ class FetchResult:
         etag: The response's ``ETag``.
         last_modified: The response's ``Last-Modified``.
         error: What went wrong, in words.
+        url: The URL the answer came from (after redirects).
+        location: A redirect's target (``outcome`` ``redirect``, inside :func:`download` only).
     """
 
     outcome: str | None  # None: a 2xx body is in ``body``
@@ -182,6 +223,8 @@ class FetchResult:
     etag: str = ""
     last_modified: str = ""
     error: str = ""
+    url: str = ""
+    location: str = ""
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -261,8 +304,13 @@ def _request_once(
     """One HTTP request; returns the result and the server's ``Retry-After`` (seconds)."""
     started = time.monotonic()
     try:
-        with session.get(url, headers=headers, timeout=options.timeout, stream=True) as response:
+        with session.get(
+            url, headers=headers, timeout=options.timeout, stream=True, allow_redirects=False
+        ) as response:
             status = response.status_code
+            location = response.headers.get("Location", "")
+            if status in REDIRECT_STATUSES and location:
+                return FetchResult("redirect", status, location=urljoin(url, location)), None
             if status == 304:
                 fetch = FetchResult(
                     "not_modified",
@@ -288,14 +336,76 @@ def _request_once(
         return FetchResult("connection_error", error=f"{type(exc).__name__}: {exc}"), None
 
 
+class RedirectCheck:
+    """Whether the scraper may follow a redirect to a URL, and why not.
+
+    A target is refused when its scheme is not HTTP(S), when its host's ``robots.txt``
+    disallows it, or when it is (or its name resolves to) a loopback, private, link-local or
+    otherwise non-public address that the camera list does not name itself (``named`` holds
+    the ``host[:port]`` of every listed camera URL: a camera on the local network is fine when
+    the list says so).
+    """
+
+    def __init__(self, robots: RobotsRules | None, named: set[str] | frozenset[str]) -> None:
+        self._robots = robots
+        self._named = frozenset(item.lower() for item in named)
+
+    def refuse(self, url: str) -> tuple[str, str] | None:
+        """``(outcome, reason)`` when ``url`` may not be followed, else None."""
+        refused = _address_refusal(url, self._named)
+        if refused:
+            return "redirect_refused", refused
+        if self._robots is not None:
+            allowed, reason = self._robots.allowed(url)
+            if not allowed:
+                return "robots_disallowed", f"redirected to {url}: {reason}"
+        return None
+
+
+def _address_refusal(url: str, named: frozenset[str]) -> str:
+    """Why a redirect to ``url`` is not followed ("" when it may be): scheme and address."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"redirected to {url!r}, which is not an http(s) URL"
+    if parts.netloc.lower() in named:
+        return ""
+    address = _non_public_address(parts.hostname, parts.port)
+    if address:
+        return (
+            f"redirected to {parts.hostname} ({address}), a loopback, private or link-local "
+            "address that the camera list does not name: not followed"
+        )
+    return ""
+
+
+def _non_public_address(host: str, port: int | None) -> str:
+    """The first address of ``host`` that is not a public one ("" when all are public)."""
+    try:
+        addresses = [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, port or 80, proto=socket.IPPROTO_TCP)
+        except OSError:
+            return ""  # unresolvable: the request itself fails with connection_error
+        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    for address in addresses:
+        if not address.is_global or address.is_multicast:
+            return str(address)
+    return ""
+
+
 def download(
     session: requests.Session,
     url: str,
     headers: dict[str, str],
     options: FetchOptions,
     pacer: HostPacer,
+    redirects: RedirectCheck | None = None,
 ) -> FetchResult:
-    """Fetches ``url`` with bounded retries and exponential backoff.
+    """Fetches ``url`` with bounded retries and exponential backoff, following redirects by hand.
+
+    Each redirect is a new request, paced for its own host, after ``redirects`` allowed it
+    (robots.txt, address); at most :data:`MAX_REDIRECTS` of them.
 
     Args:
         session: The session to use.
@@ -303,10 +413,38 @@ def download(
         headers: Request headers (User-Agent, conditional headers).
         options: Timeout, retries, backoff and size limit.
         pacer: Keeps requests to one host apart.
+        redirects: Checks each redirect target (None: only the scheme is checked).
 
     Returns:
-        The result; its ``error`` says how many tries it took when there were several.
+        The result (``url``: where the answer came from); its ``error`` says how many tries it
+        took when there were several, and why a redirect was not followed.
     """
+    check = redirects or RedirectCheck(None, {urlsplit(url).netloc})
+    current = url
+    for _ in range(MAX_REDIRECTS + 1):
+        fetch = _download_one(session, current, headers, options, pacer)
+        if fetch.outcome != "redirect":
+            fetch.url = current
+            return fetch
+        refused = check.refuse(fetch.location)
+        if refused:
+            outcome, reason = refused
+            return FetchResult(outcome, fetch.status, error=reason, url=current)
+        current = fetch.location
+    return FetchResult(
+        "http_error", fetch.status, url=current,
+        error=f"more than {MAX_REDIRECTS} redirects (the last one to {fetch.location})",
+    )  # fmt: skip
+
+
+def _download_one(
+    session: requests.Session,
+    url: str,
+    headers: dict[str, str],
+    options: FetchOptions,
+    pacer: HostPacer,
+) -> FetchResult:
+    """One URL, with bounded retries and exponential backoff; a redirect is returned as such."""
     host = urlsplit(url).netloc.lower()
     tries = 0
     while True:

@@ -40,7 +40,8 @@ from tcv_helpers.deploy.decode import to_rgb
 from tcv_helpers.deploy.inference import BENCHMARK_FILE, model_input
 from tcv_helpers.env import usable_cores
 from tcv_helpers.io import atomic_write_json, atomic_write_text
-from tcv_helpers.model.predict import quiet_ultralytics
+from tcv_helpers.model.predict import load_yolo, quiet_ultralytics
+from tcv_helpers.trust import check_weights, vouch_for
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -94,27 +95,35 @@ def letterbox_frames(
 
 
 def export_onnx(
-    weights: str | os.PathLike, *, imgsz: int, out: str | os.PathLike, opset: int | None = None
+    weights: str | os.PathLike,
+    *,
+    imgsz: int | tuple[int, int],
+    out: str | os.PathLike,
+    opset: int | None = None,
+    trusted: bool = False,
 ) -> Path:
     """Exports YOLO weights to ONNX at a fixed input size (Ultralytics' exporter, simplified).
 
     Args:
         weights: A ``.pt`` file this course trained.
-        imgsz: Square input size baked into the graph.
+        imgsz: Input size baked into the graph: a square side, or ``(height, width)`` for a
+            fixed camera's aspect ratio (``(384, 640)`` for 16:9 frames).
         out: The ``.onnx`` file to write.
         opset: ONNX opset (default: Ultralytics' choice).
+        trusted: You vouch for a ``.pt`` the course did not write (see
+            :func:`tcv_helpers.trust.check_weights`).
 
     Returns:
         ``out``. Ultralytics' metadata (class names, stride, size) is inside the file.
 
     Raises:
         FileNotFoundError: If ``weights`` does not exist.
+        UntrustedWeights: For a ``.pt`` of unknown origin (refused before it is opened).
     """
     from ultralytics import YOLO
 
-    weights, out = Path(weights), Path(out)
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights} does not exist: train a model first (notebook 05).")
+    weights = check_weights(weights, trusted=trusted)
+    out = Path(out)
     with quiet_ultralytics():
         made = YOLO(str(weights)).export(
             format="onnx", imgsz=imgsz, dynamic=False, simplify=True, opset=opset, verbose=False
@@ -314,7 +323,7 @@ def _zip_mb(path: Path) -> float:
 
 
 def prune_weights(
-    weights: str | os.PathLike, *, amount: float, out: str | os.PathLike
+    weights: str | os.PathLike, *, amount: float, out: str | os.PathLike, trusted: bool = False
 ) -> PruneResult:
     """Global L1 unstructured pruning of every convolution with ``torch.nn.utils.prune``.
 
@@ -326,19 +335,23 @@ def prune_weights(
     Args:
         weights: A ``.pt`` this course trained.
         amount: Share of weights to zero, between 0 and 1.
-        out: The pruned ``.pt`` to write (a checkpoint Ultralytics loads).
+        out: The pruned ``.pt`` to write (a checkpoint Ultralytics loads); recorded as written
+            by the course (:func:`tcv_helpers.trust.vouch_for`).
+        trusted: You vouch for a ``.pt`` the course did not write.
 
     Returns:
         The result, with measured sparsity and sizes.
 
     Raises:
         ValueError: If ``amount`` is not in [0, 1).
+        UntrustedWeights: For a ``.pt`` of unknown origin (refused before it is opened).
     """
     import torch
     from torch.nn.utils import prune
 
     if not 0.0 <= amount < 1.0:
         raise ValueError(f"amount must be in [0, 1), got {amount}.")
+    check_weights(weights, trusted=trusted)
     checkpoint = torch.load(str(weights), map_location="cpu", weights_only=False)
     model = checkpoint["model"].float()
     convs = [(m, "weight") for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -356,6 +369,7 @@ def prune_weights(
     partial = out.with_name(out.name + ".partial")
     torch.save(checkpoint, partial)
     partial.replace(out)
+    vouch_for(out, made_by="prune")
     return PruneResult(out, amount, zeros / total, out.stat().st_size / 1e6, _zip_mb(out))
 
 
@@ -404,6 +418,8 @@ class BenchResult:
         eval_imgsz: Input size of the mAP measurements (the size the model was trained at).
         cores: CPU cores used.
         machine: CPU description.
+        throughput: Throughput-mode rows of the OpenVINO variants, when measured
+            (:class:`tcv_helpers.deploy.throughput.ThroughputResult` as dictionaries).
     """
 
     rows: list[VariantResult]
@@ -412,6 +428,7 @@ class BenchResult:
     cores: int
     machine: str = ""
     notes: list[str] = field(default_factory=list)
+    throughput: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def fastest(self) -> VariantResult:
@@ -444,6 +461,7 @@ class BenchResult:
                 "imgsz": self.eval_imgsz,
             },
             "rows": [{k: clean(v) for k, v in asdict(r).items()} for r in self.rows],
+            "throughput": self.throughput,
         }
 
     def plot(self) -> Figure:
@@ -469,14 +487,15 @@ def _size_mb(path: Path) -> float:
     return path.stat().st_size / 1e6
 
 
-def _runner(variant: str, path: Path, threads: int) -> Callable[[np.ndarray], Any]:
+def _runner(
+    variant: str, path: Path, threads: int, *, trusted: bool = False
+) -> Callable[[np.ndarray], Any]:
     """A function running one frame through a variant (batch 1, this process, ``threads``)."""
     if variant == "pytorch-fp32":
         import torch
-        from ultralytics import YOLO
 
         with quiet_ultralytics():  # Conv+BN folded, as predict() runs it
-            net = YOLO(str(path)).model.float().fuse().eval()
+            net = load_yolo(path, trusted=trusted).model.float().fuse().eval()
 
         def run_torch(frame: np.ndarray) -> Any:
             with torch.inference_mode():
@@ -516,7 +535,9 @@ def time_variant(
     return times
 
 
-def _map50(model_path: Path, data_yaml: Path, imgsz: int, split: str) -> float:
+def _map50(
+    model_path: Path, data_yaml: Path, imgsz: int, split: str, *, trusted: bool = False
+) -> float:
     from tcv_helpers.model.evaluate import evaluate_detections, load_ground_truth
     from tcv_helpers.model.predict import validate_yolo
 
@@ -524,14 +545,20 @@ def _map50(model_path: Path, data_yaml: Path, imgsz: int, split: str) -> float:
     if model_path.suffix == ".xml":  # Ultralytics loads OpenVINO from the *_openvino_model folder
         model_path = model_path.parent
     validation = validate_yolo(
-        model_path, data_yaml, imgsz=imgsz, image_paths=paths, split=split, rect=False
+        load_yolo(model_path, trusted=trusted),
+        data_yaml,
+        imgsz=imgsz,
+        image_paths=paths,
+        split=split,
+        rect=False,
     )
     return evaluate_detections(truth, validation.predictions, names).map50
 
 
-def _trained_imgsz(weights: Path) -> int:
+def _trained_imgsz(weights: Path, *, trusted: bool = False) -> int:
     import torch
 
+    check_weights(weights, trusted=trusted)
     checkpoint = torch.load(str(weights), map_location="cpu", weights_only=False)
     return int((checkpoint.get("train_args") or {}).get("imgsz", 640))
 
@@ -543,6 +570,7 @@ def build_variants(
     calibration_images: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     variants: Sequence[str] = VARIANTS,
+    trusted: bool = False,
 ) -> dict[str, Path]:
     """Exports and quantizes the variants of one model at one input size.
 
@@ -552,6 +580,7 @@ def build_variants(
         calibration_images: Real frames for INT8 calibration (the training split).
         out_dir: Folder for the files (``<variant>-<imgsz>.onnx``, ``..._openvino_model/``).
         variants: Which of :data:`VARIANTS` to build.
+        trusted: You vouch for a ``.pt`` the course did not write.
 
     Returns:
         Variant name -> model path.
@@ -561,7 +590,9 @@ def build_variants(
         raise ValueError(f"Unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}.")
     folder = Path(out_dir)
     paths: dict[str, Path] = {"pytorch-fp32": Path(weights)}
-    fp32 = export_onnx(weights, imgsz=imgsz, out=folder / f"onnxruntime-fp32-{imgsz}.onnx")
+    fp32 = export_onnx(
+        weights, imgsz=imgsz, out=folder / f"onnxruntime-fp32-{imgsz}.onnx", trusted=trusted
+    )
     paths["onnxruntime-fp32"] = fp32
     needs_frames = {"onnxruntime-int8", "openvino-int8"} & set(variants)
     frames = letterbox_frames(calibration_images, imgsz=imgsz) if needs_frames else []
@@ -594,6 +625,8 @@ def benchmark(
     threads: int | None = None,
     accuracy: bool = True,
     progress: bool = False,
+    trusted: bool = False,
+    throughput_batches: Sequence[int] = (),
 ) -> BenchResult:
     """Builds every variant of a model and measures them in one run on this machine.
 
@@ -616,9 +649,15 @@ def benchmark(
         threads: CPU threads for every runtime (default: all cores this process may use).
         accuracy: Measure mAP50 (the slow part); False for speed only.
         progress: Show a progress bar over the variants.
+        trusted: You vouch for a ``.pt`` the course did not write (``tcv bench --trust``).
+        throughput_batches: Also measure the OpenVINO variants in throughput mode at these
+            batch sizes (:func:`tcv_helpers.deploy.throughput.measure_throughput`; none: skip).
 
     Returns:
         The benchmark; :attr:`BenchResult.fastest` is what the service should run.
+
+    Raises:
+        UntrustedWeights: For a ``.pt`` of unknown origin (refused before anything is built).
     """
     import platform
 
@@ -630,28 +669,32 @@ def benchmark(
     if unknown:
         raise ValueError(f"Unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}.")
     weights, data_yaml, folder = Path(weights), Path(data_yaml), Path(out_dir)
+    check_weights(weights, trusted=trusted)
+    trusted = True  # checked once, here: every load below is of this same file
     cores = threads or usable_cores()
-    eval_size = eval_imgsz or _trained_imgsz(weights)
+    eval_size = eval_imgsz or _trained_imgsz(weights, trusted=trusted)
     train_images = load_ground_truth(data_yaml, "train")[0][:calibration]
     eval_images = load_ground_truth(data_yaml, split)[0]
     speed_paths = build_variants(
-        weights, imgsz=imgsz, calibration_images=train_images, out_dir=folder, variants=variants
-    )
+        weights, imgsz=imgsz, calibration_images=train_images, out_dir=folder, variants=variants,
+        trusted=trusted,
+    )  # fmt: skip
     eval_paths = speed_paths
     if accuracy and eval_size != imgsz:
         eval_paths = build_variants(
             weights, imgsz=eval_size, calibration_images=train_images, out_dir=folder,
-            variants=variants,
+            variants=variants, trusted=trusted,
         )  # fmt: skip
     frames = letterbox_frames(eval_images[:16], imgsz=imgsz)
     rows = []
     for name in tqdm(list(variants), desc="variants", disable=not progress):
-        times = time_variant(_runner(name, speed_paths[name], cores), frames, repeats=repeats)
+        runner = _runner(name, speed_paths[name], cores, trusted=trusted)
+        times = time_variant(runner, frames, repeats=repeats)
         mean = statistics.fmean(times)
         map50 = math.nan
         if accuracy:
             with quiet_ultralytics():
-                map50 = _map50(eval_paths[name], data_yaml, eval_size, split)
+                map50 = _map50(eval_paths[name], data_yaml, eval_size, split, trusted=trusted)
         rows.append(
             VariantResult(
                 variant=name,
@@ -674,6 +717,14 @@ def benchmark(
         rows=rows, imgsz=imgsz, eval_imgsz=eval_size, cores=cores,
         machine=platform.processor() or platform.machine(),
     )  # fmt: skip
+    if throughput_batches:
+        from tcv_helpers.deploy.throughput import measure_throughput
+
+        for name in (n for n in variants if n.startswith("openvino")):
+            measured = measure_throughput(
+                speed_paths[name], frames, batches=throughput_batches, threads=cores, label=name
+            )
+            result.throughput += [row.to_dict() for row in measured]
     for row in rows:
         if row.slower_than_source:
             result.notes.append(

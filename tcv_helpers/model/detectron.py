@@ -36,6 +36,7 @@ import numpy as np
 import supervision as sv
 
 from tcv_helpers.env import Availability
+from tcv_helpers.trust import check_weights, vouch_for
 
 #: The model-zoo configuration the course trains.
 ZOO_CONFIG = "COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml"
@@ -156,8 +157,10 @@ def faster_rcnn_config(
         iterations: Training iterations (batches).
         batch: Images per iteration.
         lr: Base learning rate (warm-up over the first tenth, at most 100 iterations).
-        weights: A checkpoint to start from (a path you trust: a ``.pkl``/``.pth`` is a
-            pickle). None trains from scratch with GroupNorm, which is what works offline.
+        weights: A checkpoint to start from: a ``detectron2://`` model-zoo name, or a file the
+            course trusts (a ``.pkl``/``.pth`` is a pickle:
+            :func:`tcv_helpers.trust.check_weights`). None trains from scratch with
+            GroupNorm, which is what works offline.
         device: ``"cpu"`` or ``"cuda"``.
         train_dataset: Registered dataset name to train on.
         seed: Random seed.
@@ -181,6 +184,8 @@ def faster_rcnn_config(
         cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False
         cfg.MODEL.FPN.NORM = "GN"
     else:
+        if "://" not in str(weights):  # a local pickle: refused unless the course trusts it
+            check_weights(weights)
         cfg.MODEL.WEIGHTS = str(weights)
     scale = imgsz / 800
     cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[max(4.0, round(s * scale, 1))] for s in BASE_ANCHORS]
@@ -310,6 +315,8 @@ def train_detectron2(
 
     atomic_write_text(out / CONFIG_FILE, cfg.dump())
     atomic_write_json(out / "classes.json", names)
+    if (out / WEIGHTS_FILE).is_file():
+        vouch_for(out / WEIGHTS_FILE, made_by="train_detectron2")
     note = (
         f"Faster R-CNN R50-FPN trained {'from ' + str(weights) if weights else 'from scratch'} "
         f"(GroupNorm{'' if weights is None else ' off'}) for {iterations} iterations of {batch} "
@@ -345,7 +352,7 @@ def load_predictor(run_dir: str | os.PathLike, *, conf: float = 0.001) -> Any:
     cfg = get_cfg()
     cfg.set_new_allowed(True)
     cfg.merge_from_file(str(run / CONFIG_FILE))
-    cfg.MODEL.WEIGHTS = str(run / WEIGHTS_FILE)
+    cfg.MODEL.WEIGHTS = str(check_weights(run / WEIGHTS_FILE))
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = conf
     return DefaultPredictor(cfg)
 

@@ -59,26 +59,36 @@ def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def load_yolo(model: str | os.PathLike | Any) -> Any:
+def load_yolo(model: str | os.PathLike | Any, *, trusted: bool = False) -> Any:
     """An Ultralytics YOLO model from weights this course trained (or an existing model object).
 
+    A ``.pt`` is a Python pickle, so it goes through the course's trust check first
+    (:func:`tcv_helpers.trust.check_weights`): weights this course wrote, registered ones,
+    or files in the workspace's models folder. Exported models (ONNX, an OpenVINO folder) are
+    not pickles and load as they are. For pretrained COCO weights, verified against their pinned
+    sha256, load ``tcv_helpers.model.train.resolve_model("yolo11n.pt").model``.
+
     Args:
-        model: A ``.pt`` (or exported model) path or a ``YOLO`` object.
+        model: A ``.pt`` (or exported model) path, or a ``YOLO`` object (returned as it is).
+        trusted: You vouch for a ``.pt`` the course did not write (you made it yourself).
 
     Returns:
         The ``ultralytics.YOLO`` model.
 
     Raises:
         FileNotFoundError: If the weights file does not exist.
+        UntrustedWeights: For a ``.pt`` of unknown origin.
     """
     from ultralytics import YOLO
 
-    if isinstance(model, str | os.PathLike):
-        path = Path(model)
-        if not path.exists():  # a file, or a folder for formats such as OpenVINO
-            raise FileNotFoundError(f"{path} does not exist: train a model first (notebook 05).")
-        return YOLO(str(path))
-    return model
+    from tcv_helpers.trust import check_weights
+
+    if not isinstance(model, str | os.PathLike):
+        return model
+    path = Path(model)
+    if not path.exists():  # a file, or a folder for formats such as OpenVINO
+        raise FileNotFoundError(f"{path} does not exist: train a model first (notebook 05).")
+    return YOLO(str(check_weights(path, trusted=trusted)))
 
 
 def predict_yolo(

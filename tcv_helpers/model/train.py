@@ -36,6 +36,12 @@ from tcv_helpers.env import usable_cores
 from tcv_helpers.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tcv_helpers.model.curves import LOSS_PREFIX, read_results
 from tcv_helpers.model.predict import quiet_ultralytics
+from tcv_helpers.trust import (
+    UntrustedWeights,  # noqa: F401  (re-exported)
+    check_weights,
+    register_hashes,
+    vouch_for,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -116,6 +122,10 @@ WEIGHTS: dict[str, WeightsEntry] = {
     ),
 }
 
+register_hashes("pretrained weights (tcv_helpers.model.train.WEIGHTS)", lambda: (
+    entry.sha256 for entry in WEIGHTS.values()
+))  # fmt: skip
+
 #: Ultralytics arguments a profile needs beyond its fields, by profile name. ``nbs`` (nominal
 #: batch size: gradients are accumulated up to it) given as ``"batch"`` means the batch size:
 #: one optimiser step per batch, which is what lets a short CPU run learn (measured: mAP50 0.42
@@ -124,14 +134,6 @@ WEIGHTS: dict[str, WeightsEntry] = {
 EXTRA_TRAIN_ARGS: dict[str, dict[str, Any]] = {
     "smoke": {"cache": True, "nbs": "batch", "workers": 0},
 }
-
-
-class UntrustedWeights(ValueError):
-    """A ``.pt`` file whose origin the course cannot vouch for."""
-
-
-def _is_within(path: Path, folders: tuple[str | os.PathLike, ...]) -> bool:
-    return any(path.is_relative_to(Path(folder).resolve()) for folder in folders)
 
 
 def resolve_model(
@@ -146,8 +148,9 @@ def resolve_model(
     - ``*.yaml``: an architecture, trained from scratch.
     - a registered ``*.pt`` (:data:`WEIGHTS`): downloaded once, checked against its sha256, and
       used; when that is impossible (offline, downloads off) the matching ``.yaml`` is used.
-    - a ``*.pt`` file inside one of ``trusted_dirs`` (weights this course trained, in the
-      workspace's models folder) or given with ``trusted=True``: used.
+    - an existing ``*.pt`` file that :func:`tcv_helpers.trust.check_weights` accepts
+      (written by this course, registered, inside ``trusted_dirs`` or the workspace's models
+      folder, or given with ``trusted=True``): used.
     - any other ``*.pt``: refused.
 
     Args:
@@ -172,16 +175,8 @@ def resolve_model(
     if path.suffix != ".pt":
         raise ValueError(f"Model {name!r} must be an architecture (.yaml) or weights (.pt).")
     if path.is_file():
-        resolved = path.resolve()
-        if trusted or _is_within(resolved, trusted_dirs):
-            return ModelChoice(str(resolved), f"Using weights trained by this course: {resolved}.")
-        raise UntrustedWeights(
-            f"{name} is not from this course's workspace or weights registry, so it is not "
-            "loaded: a .pt file is a Python pickle and loading one runs whatever code it "
-            "contains. Use weights you trained here (the workspace's models folder), pass "
-            "trusted=True for a file you made yourself, or add it with its sha256 to "
-            "tcv_helpers.model.train.WEIGHTS."
-        )
+        resolved = check_weights(path, trusted=trusted, trusted_dirs=trusted_dirs).resolve()
+        return ModelChoice(str(resolved), f"Using weights trained by this course: {resolved}.")
     fallback = f"{path.stem}.yaml"
     entry = WEIGHTS.get(path.name)
     if entry is None:
@@ -215,7 +210,7 @@ def _fetch_weights(entry: WeightsEntry, *, timeout: float = 30.0) -> tuple[Path 
     import pooch
     import requests
 
-    from tcv_helpers.data.hub import cache_dir
+    from tcv_helpers.io import cache_dir
 
     logger = pooch.get_logger()  # quiet: the caller says what happened in its own sentence
     level = logger.level
@@ -234,6 +229,7 @@ def _fetch_weights(entry: WeightsEntry, *, timeout: float = 30.0) -> tuple[Path 
         return None, f"Could not download {entry.url} ({type(exc).__name__})."
     finally:
         logger.setLevel(level)
+    vouch_for(file, made_by=f"download of {entry.name}, sha256 verified")
     return Path(file), ""
 
 
@@ -425,6 +421,19 @@ def _cpu_threads(trainer: Any, threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def _vouch_for_checkpoints(*files: str | os.PathLike | None) -> None:
+    """Records the checkpoints of a run that exist as written by the course.
+
+    Called after every save (``on_model_save``: each epoch's ``last.pt``, and ``best.pt`` when it
+    improved), so a run interrupted before its end can still be resumed, evaluated or exported
+    anywhere on this machine, and once more at the end (Ultralytics strips the optimizer from
+    both files then).
+    """
+    for file in files:
+        if file is not None and Path(file).is_file():
+            vouch_for(file, made_by="train")
+
+
 def _prepare_resume(last: Path, results_csv: Path) -> int:
     """Reads the epoch a checkpoint ends with and cuts ``results.csv`` back to it.
 
@@ -439,6 +448,7 @@ def _prepare_resume(last: Path, results_csv: Path) -> int:
     """
     import torch
 
+    check_weights(last, trusted_dirs=(last.parent,))  # in out_dir: written by this course
     try:
         done = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"]) + 1
     except (RuntimeError, EOFError, KeyError, OSError) as exc:
@@ -560,6 +570,9 @@ def train(
     threads_before = torch.get_num_threads()
     wanted = threads or usable_cores()
     detector.add_callback("on_train_start", lambda trainer: _cpu_threads(trainer, wanted))
+    detector.add_callback(
+        "on_model_save", lambda trainer: _vouch_for_checkpoints(trainer.last, trainer.best)
+    )
     start = time.perf_counter()
     try:
         with quiet_ultralytics(verbose):
@@ -583,10 +596,12 @@ def train(
     run_dir = Path(trainer.save_dir)
     last = run_dir / "weights" / "last.pt"
     best = run_dir / "weights" / "best.pt"
+    _vouch_for_checkpoints(last, best)
     if not best.is_file():
         best = last
     if publish_as:
         best = atomic_write_bytes(out / publish_as, best.read_bytes())  # never half a file
+        vouch_for(best, made_by="train")
     validator = trainer.validator
     metrics = getattr(validator, "metrics", None)
     map50 = float(metrics.box.map50) if metrics is not None else math.nan
@@ -852,7 +867,7 @@ def fine_tune(
     fine_tuned = train(
         target_yaml, model=weights, name="finetune", publish_as="finetuned.pt", **common
     )
-    architecture = _architecture_of_weights(weights, default=profile.model)
+    architecture = _architecture_of_weights(weights, default=profile.model, trusted_dirs=(out,))
     scratch = train(target_yaml, model=architecture, name="scratch", publish_as=None, **common)
     return FineTuneResult(
         pretrained=pretrained if isinstance(pretrained, TrainResult) else None,
@@ -861,10 +876,13 @@ def fine_tune(
     )
 
 
-def _architecture_of_weights(weights: Path, *, default: str) -> str:
+def _architecture_of_weights(
+    weights: Path, *, default: str, trusted_dirs: tuple[Path, ...] = ()
+) -> str:
     """The ``.yaml`` a trained checkpoint was built from (``yolo11n.yaml``), else ``default``'s."""
     import torch
 
+    check_weights(weights, trusted_dirs=trusted_dirs)  # as fine_tune's training did
     try:
         checkpoint = torch.load(weights, map_location="cpu", weights_only=False)
         yaml_file = checkpoint["model"].yaml.get("yaml_file")
