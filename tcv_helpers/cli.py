@@ -379,6 +379,16 @@ def serve(
             "LAN address): refused unless this says it is on purpose.",
         ),
     ] = False,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            help="Most images in one inference call (dynamic batching; 1 where the model takes "
+            "one image)."
+        ),
+    ] = 8,
+    batch_wait_ms: Annotated[
+        float, typer.Option(help="Most milliseconds a batch waits for images still being decoded.")
+    ] = 2.0,
 ) -> None:
     """The detection service (FastAPI): /healthz, /metrics, /v1/detect; key from TCV_API_KEY."""
     from tcv_helpers.deploy.server import serve_command
@@ -387,7 +397,8 @@ def serve(
         serve_command(
             model, host=host, port=port, backend=backend, max_concurrency=max_concurrency,
             max_queue=max_queue, threads=threads, reference=reference, log_level=log_level,
-            body_timeout=body_timeout, no_auth=no_auth,
+            body_timeout=body_timeout, no_auth=no_auth, batch_size=batch_size,
+            batch_wait_ms=batch_wait_ms,
         )  # fmt: skip
     except (FileNotFoundError, ValueError, ImportError) as exc:
         _fail(str(exc))

@@ -101,7 +101,12 @@ def test_scrape_demo_cameras(tmp_path):
     rows = list(csv.DictReader((tmp_path / "out" / "manifest.csv").open()))
     assert len(rows) == 6
     assert {r["outcome"] for r in rows if r["camera_id"] == "demo-offline"} == {"placeholder"}
-    assert sum(r["outcome"] == "saved" for r in rows) == 4
+    outcomes = [(r["camera_id"], r["outcome"], r.get("detail")) for r in rows]
+    first, second = rows[:3], rows[3:]
+    assert sum(r["outcome"] == "saved" for r in first) == 2, outcomes
+    # Round two sees a new frame of each live camera: saved, or (whether it is depends on where
+    # the random vehicles fell, and so on the tick the fetch landed in) a near-duplicate of it.
+    assert [r["outcome"] in ("saved", "near_duplicate") for r in second].count(True) == 2, outcomes
     bad = tmp_path / "bad.yaml"
     bad.write_text("cameras:\n  - id: Bad Id\n    url: ftp://x\n")
     result = runner.invoke(

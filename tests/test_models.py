@@ -53,6 +53,15 @@ def test_measure_counts_flops_and_time():
         measure("yolo11n", imgsz=8)
 
 
+def test_yolo26n_is_measured_beside_yolo11n():
+    """The current, NMS-free family is in the catalogue and built offline like the others."""
+    spec = find_spec("yolo26n")
+    assert spec.task == "detection" and spec.published_value > find_spec("yolo11n").published_value
+    new, old = measure("yolo26n", imgsz=64, repeats=1), measure("yolo11n", imgsz=64, repeats=1)
+    assert 2.0 < new.params_m < 3.0 and new.latency_ms > 0
+    assert new.gflops < old.gflops, "YOLO26n does fewer operations per frame than YOLO11n"
+
+
 def _m(name, task, latency, value):
     return Measurement(name, task, "f", 1.0, 1.0, latency, 640, "metric", value)
 

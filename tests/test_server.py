@@ -41,6 +41,7 @@ SERVICE_MODULES = (
     "tcv_helpers.deploy.reference",
     "tcv_helpers.deploy.loadtest",
     "tcv_helpers.deploy.healthcheck",
+    "tcv_helpers.deploy.batching",
     "tcv_helpers.imaging",
     "tcv_helpers.env",
 )
@@ -63,7 +64,7 @@ def test_the_service_imports_neither_torch_nor_ultralytics_nor_opencv():
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
     deploy = {p.stem for p in (ROOT / "tcv_helpers" / "deploy").glob("*.py")}
     offline = {"__init__", "optimize", "throughput"}  # benchmarking, not serving
-    assert deploy - offline == {m.rsplit(".", 1)[1] for m in SERVICE_MODULES[:8]}
+    assert deploy - offline == {m.rsplit(".", 1)[1] for m in SERVICE_MODULES[:9]}
 
 
 def test_tcv_serve_and_python_m_take_the_same_options():
@@ -79,7 +80,8 @@ def test_tcv_serve_and_python_m_take_the_same_options():
     assert vars(args) == {
         "model": Path("m.onnx"), "host": "127.0.0.1", "port": 8000, "backend": "auto",
         "max_concurrency": None, "max_queue": 4, "threads": None, "reference": None,
-        "log_level": "debug", "body_timeout": 30.0, "no_auth": False,
+        "log_level": "debug", "body_timeout": 30.0, "no_auth": False, "batch_size": 8,
+        "batch_wait_ms": 2.0,
     }  # fmt: skip
 
 

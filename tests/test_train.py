@@ -133,6 +133,10 @@ def test_model_to_train_follows_notebook_04(tmp_path):
     choice = model_to_train(smoke, tmp_path)
     assert choice.model == smoke.model and "smoke profile" in choice.message
     assert "yolo11s" in choice.message
+    (tmp_path / "model_selection.json").write_text(json.dumps({"model": "yolo26n"}))
+    choice = model_to_train(workshop, tmp_path)  # measured in 04; no pinned pretrained weights
+    assert choice.model == workshop.model and "pins no checksum" in choice.message
+    assert "yolo26n.yaml" in choice.message
     (tmp_path / "model_selection.json").write_text(json.dumps({"model": "yolo11n-seg"}))
     assert model_to_train(workshop, tmp_path).model == workshop.model
     (tmp_path / "model_selection.json").write_text("{broken")

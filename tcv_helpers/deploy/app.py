@@ -21,12 +21,17 @@ The service's rules:
   ``max_pixels`` or images over ``max_request_pixels`` in all (413, refused from their headers,
   before any pixel is decoded). Uploads over 1 MB
   wait on disk, not in memory (Starlette spools them).
-* **Overload.** At most ``max_concurrency`` images are decoded and run at once (a thread pool of
-  that size) and at most ``max_queue`` more requests wait; beyond that the answer is 429 with
+* **Overload.** At most ``max_concurrency`` requests' images are decoded at once (a thread pool
+  of that size), and at most ``max_queue`` more requests wait; beyond that the answer is 429 with
   ``Retry-After`` at once. A request is admitted only once its body is in: a client that sends
   slowly holds no slot, and one that takes longer than ``body_timeout`` seconds gets 408. At
   most :data:`READERS_PER_SLOT` times the slots (and at least :data:`MIN_READERS`) receive
   uploads at once; more get 429 before their body is read. Memory stays bounded under any load.
+* **Dynamic batching.** Decoded images from requests that arrive close together share one
+  inference call (:mod:`tcv_helpers.deploy.batching`): up to ``batch_size`` images, the first
+  waiting at most ``batch_wait_ms`` for others already being decoded (a lone request never
+  waits); ``max_concurrency`` calls run at once. A model exported for one image at a time runs
+  one image per call.
 * ``latency_ms`` is the time from the request's arrival to its answer being ready (reading the
   upload, waiting for a worker, decoding, inference); for a batch, up to that image's answer.
 
@@ -66,6 +71,12 @@ from prometheus_client import Counter as PromCounter
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from tcv_helpers.deploy.batching import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_BATCH_WAIT_MS,
+    DynamicBatcher,
+    batch_limit,
+)
 from tcv_helpers.deploy.decode import BadImage, decode_image
 from tcv_helpers.deploy.inference import DEFAULT_CONF, DEFAULT_IOU, DetectionResult, Detector
 from tcv_helpers.deploy.reference import image_brightness, load_reference, reference_beside
@@ -170,6 +181,10 @@ class _Metrics:
             "tcv_inference_seconds", "Decoding and inference of one request's images.",
             buckets=latency, registry=r,
         )  # fmt: skip
+        self.batch = Histogram(
+            "tcv_batch_images", "Images in one inference call (dynamic batching).",
+            buckets=(1, 2, 4, 8, 16, 32, 64), registry=r,
+        )  # fmt: skip
         self.errors = PromCounter(
             "tcv_errors", "Refused or failed requests by endpoint and reason.",
             ["endpoint", "reason"], registry=r,
@@ -199,7 +214,7 @@ class _Metrics:
         )  # fmt: skip
         self.in_flight = Gauge("tcv_in_flight", "Requests being decoded or run.", registry=r)
         self.waiting = Gauge(
-            "tcv_waiting", "Requests admitted and waiting for a worker.", registry=r
+            "tcv_waiting", "Requests admitted and waiting for a decoding worker.", registry=r
         )
         # The drift baseline: exported only when the service has a reference profile.
         self.reference = Gauge(
@@ -250,15 +265,12 @@ class _Limiter:
 
     @contextlib.asynccontextmanager
     async def worker(self) -> Any:
+        """One of the ``max_concurrency`` worker slots (the caller counts :attr:`running`)."""
         loop = asyncio.get_running_loop()
         if self._semaphore is None or self._loop is not loop:
             self._semaphore, self._loop = asyncio.Semaphore(self.max_concurrency), loop
         async with self._semaphore:
-            self.running += 1
-            try:
-                yield
-            finally:
-                self.running -= 1
+            yield
 
 
 def _endpoint(path: str) -> str:
@@ -284,6 +296,8 @@ class _Settings:
     reference: dict[str, Any] | None = None
     body_timeout: float = BODY_TIMEOUT_SECONDS
     max_request_pixels: int = MAX_REQUEST_PIXELS
+    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS
 
 
 class _Service:
@@ -302,10 +316,12 @@ class _Service:
         self.readers = _Limiter(max_concurrency=1, max_queue=0)
         self.readers.capacity = max(MIN_READERS, READERS_PER_SLOT * self.limiter.capacity)
         self._executor: ThreadPoolExecutor | None = None
+        self._batcher: DynamicBatcher | None = None
         self._executor_lock = threading.Lock()
 
     @property
     def executor(self) -> ThreadPoolExecutor:
+        """The decoding threads (made again after :meth:`shutdown`, as a new lifespan needs)."""
         with self._executor_lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(
@@ -313,11 +329,30 @@ class _Service:
                 )
             return self._executor
 
+    @property
+    def batcher(self) -> DynamicBatcher:
+        """The dynamic batcher in front of the detector (made again after :meth:`shutdown`)."""
+        with self._executor_lock:
+            if self._batcher is None:
+                self._batcher = DynamicBatcher(
+                    self.detector, max_batch=self.settings.batch_size,
+                    max_wait_ms=self.settings.batch_wait_ms,
+                    instances=self.settings.max_concurrency, conf=self.settings.conf,
+                    iou=self.settings.iou, on_batch=self._observe_batch,
+                )  # fmt: skip
+            return self._batcher
+
+    def _observe_batch(self, size: int, seconds: float) -> None:
+        self.metrics.batch.observe(size)
+
     def shutdown(self) -> None:
         with self._executor_lock:
-            if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = None
+            executor, batcher = self._executor, self._batcher
+            self._executor = self._batcher = None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        if batcher is not None:
+            batcher.close()
 
     # ---- the gate: API key and body size, before any route runs --------------------------
 
@@ -396,8 +431,8 @@ class _Service:
     # ---- the detection endpoints --------------------------------------------------------
 
     async def detect(self, request: Request, *, batch: bool) -> list[dict[str, Any]]:
-        """Receives the upload(s) under a deadline, then takes a slot, runs them on a worker
-        thread and returns the answers."""
+        """Receives the upload(s) under a deadline, then takes a slot, decodes them on a worker
+        thread, runs them through the batcher and returns the answers."""
         busy = {"reason": "overloaded", "headers": {"Retry-After": str(RETRY_AFTER_SECONDS)}}
         if not self.readers.try_enter():
             raise _Rejection(
@@ -429,13 +464,29 @@ class _Service:
                     **busy,
                 )
             self._update_gauges()
+            start = request.scope.get("state", {}).get("tcv_start", time.perf_counter())
+            batcher = self.batcher
+            batcher.expect(weight)  # a batch being formed may wait for these images
+            submitted, begin = 0, None
             try:
+                loop = asyncio.get_running_loop()
                 async with self.limiter.worker():
+                    self.limiter.running += 1  # decoding or inferring from here on
                     self._update_gauges()
-                    loop = asyncio.get_running_loop()
-                    start = request.scope.get("state", {}).get("tcv_start", time.perf_counter())
-                    return await loop.run_in_executor(self.executor, self._work, uploads, start)
+                    begin = time.perf_counter()
+                    images = await loop.run_in_executor(self.executor, self._decode, uploads)
+                futures = []
+                for rgb, _ in images:
+                    futures.append(asyncio.wrap_future(batcher.submit(rgb, expected=True)))
+                    submitted += 1
+                found = await asyncio.gather(*futures)
+                return await loop.run_in_executor(
+                    self.executor, self._answers, images, found, begin, start
+                )
             finally:
+                batcher.forget(weight - submitted)
+                if begin is not None:
+                    self.limiter.running -= 1
                 self.limiter.leave(weight)
                 self._update_gauges()
         finally:
@@ -523,30 +574,39 @@ class _Service:
             uploads.append((f"{label} ({value.filename!r})" if value.filename else label, value))
         return uploads
 
-    def _work(self, uploads: list[tuple[str, Any]], start: float) -> list[dict[str, Any]]:
-        """Worker thread: decode, detect, record; one answer per upload."""
-        begin = time.perf_counter()
-        answers = []
+    def _decode(self, uploads: list[tuple[str, Any]]) -> list[tuple[np.ndarray, int]]:
+        """Worker thread: every upload decoded to RGB, with its size in bytes."""
+        images = []
         for label, upload in uploads:
             upload.file.seek(0)
             data = upload.file.read()
             try:
-                rgb = decode_image(data, max_pixels=self.settings.max_pixels)
+                images.append((decode_image(data, max_pixels=self.settings.max_pixels), len(data)))
             except BadImage as exc:
                 raise _Rejection(exc.status, f"{label}: {exc}", reason=exc.reason) from None
-            found = self.detector.detect_arrays(
-                [rgb], conf=self.settings.conf, iou=self.settings.iou
-            )[0]
-            self.metrics.observe_image(rgb, len(data), found)
+        return images
+
+    def _answers(
+        self,
+        images: list[tuple[np.ndarray, int]],
+        found: list[DetectionResult],
+        begin: float,
+        start: float,
+    ) -> list[dict[str, Any]]:
+        """Worker thread: one answer per image, recorded in the metrics."""
+        done = time.perf_counter()
+        answers = []
+        for (rgb, size), result in zip(images, found, strict=True):
+            self.metrics.observe_image(rgb, size, result)
             answers.append(
                 {
                     "model": self.settings.model_name,
-                    "image": {"width": found.width, "height": found.height},
-                    "detections": found.to_records(),
-                    "latency_ms": round((time.perf_counter() - start) * 1000, 2),
+                    "image": {"width": result.width, "height": result.height},
+                    "detections": result.to_records(),
+                    "latency_ms": round((done - start) * 1000, 2),
                 }
             )
-        self.metrics.inference.observe(time.perf_counter() - begin)
+        self.metrics.inference.observe(done - begin)
         return answers
 
 
@@ -637,6 +697,8 @@ def create_app(
     reference: str | os.PathLike | Mapping[str, Any] | None = None,
     body_timeout: float = BODY_TIMEOUT_SECONDS,
     max_request_pixels: int = MAX_REQUEST_PIXELS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
 ) -> FastAPI:
     """The detection service (COURSE.md §5) around a detector.
 
@@ -664,6 +726,10 @@ def create_app(
             there is one.
         body_timeout: Seconds a client has to send its whole upload (a slower one gets 408).
         max_request_pixels: Most pixels in one request, all its images together (413 beyond).
+        batch_size: Most images in one inference call (dynamic batching; cut to what the model
+            takes: 1 for a model exported for one image at a time).
+        batch_wait_ms: Most milliseconds the first image of a batch waits for others that are
+            being decoded (a lone request never waits).
 
     Returns:
         The FastAPI app (``app.state.service`` holds its state, for tests).
@@ -682,6 +748,7 @@ def create_app(
         "max_pixels": max_pixels,
         "max_batch": max_batch,
         "max_request_pixels": max_request_pixels,
+        "batch_size": batch_size,
     }
     for name, value in limits.items():
         if value < 1:
@@ -690,6 +757,8 @@ def create_app(
         raise ValueError(f"body_timeout must be more than 0 seconds, got {body_timeout}.")
     if max_queue < 0:
         raise ValueError(f"max_queue must be 0 or more, got {max_queue}.")
+    if not batch_wait_ms >= 0:
+        raise ValueError(f"batch_wait_ms must be 0 or more, got {batch_wait_ms}.")
     if not (0 <= conf <= 1 and 0 <= iou <= 1):
         raise ValueError(f"conf and iou must be between 0 and 1, got conf={conf}, iou={iou}.")
     profile = _reference_profile(reference, detector.path)
@@ -702,6 +771,7 @@ def create_app(
         model_name=model_name or detector.name, model_version=model_version or detector.version,
         reference=profile, body_timeout=float(body_timeout),
         max_request_pixels=max_request_pixels,
+        batch_size=batch_limit(detector, batch_size), batch_wait_ms=float(batch_wait_ms),
     )  # fmt: skip
     service = _Service(detector, settings)
 

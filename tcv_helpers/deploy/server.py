@@ -41,6 +41,7 @@ from tcv_helpers.deploy.app import (
     DEFAULT_MAX_QUEUE,
     create_app,
 )
+from tcv_helpers.deploy.batching import DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_MS, batch_limit
 from tcv_helpers.deploy.inference import BACKENDS, Detector, load_detector
 from tcv_helpers.deploy.reference import REFERENCE_FILE, load_reference
 from tcv_helpers.env import stop_process, usable_cores
@@ -50,6 +51,10 @@ CONNECTION_LIMIT = 1000
 #: uvicorn's log levels.
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 BODY_TIMEOUT_HELP = "Seconds a client has to send its upload; a slower one gets 408."
+BATCH_SIZE_HELP = (
+    "Most images in one inference call (dynamic batching; 1 where the model takes one image)."
+)
+BATCH_WAIT_HELP = "Most milliseconds a batch waits for images still being decoded."
 NO_AUTH_HELP = (
     f"Serve without {API_KEY_ENV} on an interface other machines reach (0.0.0.0, a LAN "
     "address): refused unless this says it is on purpose."
@@ -127,6 +132,8 @@ def run_server(
     log_level: str = "info",
     reference: str | os.PathLike | Mapping[str, Any] | None = None,
     body_timeout: float = BODY_TIMEOUT_SECONDS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
 ) -> None:
     """Serves the model until interrupted (:func:`serve_command` runs it for ``tcv serve``).
 
@@ -146,6 +153,8 @@ def run_server(
         reference: The reference profile (see :func:`tcv_helpers.deploy.app.create_app`; None:
             beside the model).
         body_timeout: Seconds a client has to send its upload; a slower one gets 408.
+        batch_size: Most images in one inference call (dynamic batching).
+        batch_wait_ms: Most milliseconds a batch waits for images being decoded.
     """
     import uvicorn
 
@@ -154,7 +163,7 @@ def run_server(
     )
     app = create_app(
         detector, max_concurrency=max_concurrency, max_queue=max_queue, reference=reference,
-        body_timeout=body_timeout,
+        body_timeout=body_timeout, batch_size=batch_size, batch_wait_ms=batch_wait_ms,
     )  # fmt: skip
     uvicorn.run(
         app, host=host, port=port, log_level=log_level, server_header=False,
@@ -223,6 +232,8 @@ def serve_in_background(
     startup_timeout: float = 60.0,
     reference: str | os.PathLike | Mapping[str, Any] | None = None,
     body_timeout: float = BODY_TIMEOUT_SECONDS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
 ) -> ServerHandle:
     """Starts the service on loopback and returns once ``/healthz`` answers.
 
@@ -247,6 +258,8 @@ def serve_in_background(
         reference: The reference profile (see :func:`tcv_helpers.deploy.app.create_app`; None:
             beside the model); a child process needs a file.
         body_timeout: Seconds a client has to send its upload; a slower one gets 408.
+        batch_size: Most images in one inference call (dynamic batching).
+        batch_wait_ms: Most milliseconds a batch waits for images being decoded.
 
     Returns:
         A handle with ``url`` and ``stop()`` (also a context manager).
@@ -267,7 +280,8 @@ def serve_in_background(
         )
         app = create_app(
             detector, api_key=api_key, max_concurrency=max_concurrency, max_queue=max_queue,
-            reference=reference, body_timeout=body_timeout,
+            reference=reference, body_timeout=body_timeout, batch_size=batch_size,
+            batch_wait_ms=batch_wait_ms,
         )  # fmt: skip
         config = uvicorn.Config(
             app, host=host, port=port, log_level=log_level, access_log=False,
@@ -300,7 +314,8 @@ def serve_in_background(
     command = [
         sys.executable, "-m", "tcv_helpers.deploy.server", "--model", str(model), "--host", host,
         "--port", str(port), "--backend", backend, "--max-queue", str(max_queue), "--body-timeout", str(body_timeout),
-        "--log-level", log_level,
+        "--log-level", log_level, "--batch-size", str(batch_size),
+        "--batch-wait-ms", str(batch_wait_ms),
     ]  # fmt: skip
     if threads:
         command += ["--threads", str(threads)]
@@ -370,6 +385,8 @@ def serve_command(
     log_level: str = "info",
     body_timeout: float = BODY_TIMEOUT_SECONDS,
     no_auth: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
 ) -> None:
     """The service from a command line: what ``tcv serve`` and the Docker image run.
 
@@ -392,6 +409,9 @@ def serve_command(
             no worker meanwhile).
         no_auth: Serve without a key on an interface other machines reach, on purpose
             (without it, that is refused: see :func:`check_exposure`).
+        batch_size: Most images in one inference call (dynamic batching; 1 where the model
+            takes one image at a time).
+        batch_wait_ms: Most milliseconds a batch waits for images being decoded.
 
     Raises:
         FileNotFoundError: If the model or the reference file does not exist.
@@ -411,15 +431,29 @@ def serve_command(
         key = "not set: open to this machine's users"
     print(
         f"Serving {detector.path} ({detector.backend}, version {detector.version}) on "
-        f"http://{host}:{port}; API key {key}.",
+        f"http://{host}:{port}; API key {key}; {_batching_line(detector, batch_size)}.",
         file=sys.stderr,
         flush=True,
     )
     run_server(
         detector, host=host, port=port, max_concurrency=max_concurrency,
         max_queue=DEFAULT_MAX_QUEUE if max_queue is None else max_queue, log_level=log_level,
-        reference=profile, body_timeout=body_timeout,
+        reference=profile, body_timeout=body_timeout, batch_size=batch_size,
+        batch_wait_ms=batch_wait_ms,
     )  # fmt: skip
+
+
+def _batching_line(detector: Detector, batch_size: int) -> str:
+    """What dynamic batching will do with this model, in a few words."""
+    size = batch_limit(detector, batch_size)
+    if size > 1:
+        return f"batches of up to {size} images"
+    if batch_size > 1:
+        return (
+            "one image per inference (the model was exported for one; export with dynamic=True "
+            "to batch)"
+        )
+    return "one image per inference (--batch-size 1)"
 
 
 def command_parser() -> argparse.ArgumentParser:
@@ -486,6 +520,10 @@ def command_parser() -> argparse.ArgumentParser:
         "--body-timeout", type=float, default=BODY_TIMEOUT_SECONDS, help=BODY_TIMEOUT_HELP
     )
     parser.add_argument("--no-auth", action="store_true", default=False, help=NO_AUTH_HELP)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help=BATCH_SIZE_HELP)
+    parser.add_argument(
+        "--batch-wait-ms", type=float, default=DEFAULT_BATCH_WAIT_MS, help=BATCH_WAIT_HELP
+    )
     return parser
 
 

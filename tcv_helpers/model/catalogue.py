@@ -47,6 +47,8 @@ class ModelSpec:
 
 TORCHVISION_DOCS = "torchvision model docs (pytorch.org/vision/stable/models.html)"
 ULTRALYTICS_DOCS = "Ultralytics YOLO11 docs (docs.ultralytics.com/models/yolo11)"
+#: YOLO26 is end-to-end (no NMS); its end-to-end COCO figure is the one that matches how it runs.
+YOLO26_DOCS = "Ultralytics YOLO26 docs (docs.ultralytics.com/models/yolo26), end-to-end"
 
 CATALOGUE: tuple[ModelSpec, ...] = (
     ModelSpec("resnet18", "classification", "ResNet", "torchvision", "ImageNet top-1", 69.758, TORCHVISION_DOCS, 224),
@@ -54,6 +56,7 @@ CATALOGUE: tuple[ModelSpec, ...] = (
     ModelSpec("mobilenet_v3_small", "classification", "MobileNet", "torchvision", "ImageNet top-1", 67.668, TORCHVISION_DOCS, 224),
     ModelSpec("yolo11n", "detection", "YOLO", "ultralytics", "COCO box mAP50-95", 39.5, ULTRALYTICS_DOCS),
     ModelSpec("yolo11s", "detection", "YOLO", "ultralytics", "COCO box mAP50-95", 47.0, ULTRALYTICS_DOCS),
+    ModelSpec("yolo26n", "detection", "YOLO", "ultralytics", "COCO box mAP50-95", 40.1, YOLO26_DOCS),
     ModelSpec("fasterrcnn_mobilenet_v3_large_fpn", "detection", "Faster R-CNN", "torchvision", "COCO box mAP50-95", 32.8, TORCHVISION_DOCS),
     ModelSpec("fasterrcnn_resnet50_fpn", "detection", "Faster R-CNN", "torchvision", "COCO box mAP50-95", 37.0, TORCHVISION_DOCS),
     ModelSpec("ssdlite320_mobilenet_v3_large", "detection", "SSD", "torchvision", "COCO box mAP50-95", 21.3, TORCHVISION_DOCS, 320, True),

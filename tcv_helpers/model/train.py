@@ -278,6 +278,14 @@ def model_to_train(
             f"Notebook 04 chose {chosen}; the smoke profile trains {profile.model} from scratch "
             "to stay within minutes on a CPU.",
         )
+    if f"{chosen}.pt" not in WEIGHTS:  # from scratch it would lose to pinned pretrained weights
+        return ModelChoice(
+            profile.model,
+            f"Notebook 04 chose {chosen}, but this course pins no checksum for its pretrained "
+            f"weights ({chosen}.pt is not in tcv_helpers.model.train.WEIGHTS), and from scratch "
+            f"it would lose to pretrained weights: training {profile.model}, the "
+            f"{profile.name} profile's model (MODEL = '{chosen}.yaml' trains it from scratch).",
+        )
     return ModelChoice(
         f"{chosen}.pt", f"Training {chosen}, notebook 04's choice (reports/model_selection.json)."
     )
