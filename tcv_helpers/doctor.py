@@ -81,6 +81,14 @@ RESTART_WATCH = {
 RESTART_ADVICE = "restart the runtime (Colab: Runtime > Restart session) and run the cells again"
 #: What it tells a learner whose packages are outside the course's pins.
 REINSTALL_ADVICE = "install the course's packages again (on Colab: run the set-up cell again)"
+#: The Detectron2 commit the course is tested with (CI builds it from ../shared/vendor); it is on
+#: no package registry, so users install it from its repository at that commit.
+DETECTRON2_COMMIT = "02b5c4e295e990042a714712c21dc79b731e8833"
+DETECTRON2_SOURCE = f"git+https://github.com/facebookresearch/detectron2.git@{DETECTRON2_COMMIT}"
+DETECTRON2_INSTALL_HINT = (
+    "install it from source: pip install 'setuptools<81' wheel ninja && pip install "
+    f"--no-build-isolation --use-pep517 '{DETECTRON2_SOURCE}' (README, Detectron2)"
+)
 _CUDA_REQUIREMENT = re.compile(r"^(cuda-toolkit|nvidia-cuda-runtime(-cu\d+)?)$")
 
 
@@ -610,6 +618,30 @@ def write_tested_with(path: str | os.PathLike | None = None) -> Path:
     )
 
 
+def check_detectron2() -> Check:
+    """Detectron2 (optional: the Faster R-CNN of notebooks 05-06), found without importing it."""
+    from importlib.util import find_spec
+
+    if find_spec("detectron2") is None:
+        return Check(
+            "Detectron2",
+            INFO,
+            "not installed (optional: notebooks 05-06 then train and score YOLO only)",
+            DETECTRON2_INSTALL_HINT,
+        )
+    version = _dist_version("detectron2") or "unknown version"
+    if find_spec("pkg_resources") is None:  # its model zoo imports it; setuptools 81 removed it
+        return Check(
+            "Detectron2",
+            WARN,
+            f"detectron2 {version} is installed but its model zoo cannot import pkg_resources",
+            "pip install 'setuptools<81'",
+        )
+    return Check(
+        "Detectron2", OK, f"detectron2 {version} (the course tests commit {DETECTRON2_COMMIT[:7]})"
+    )
+
+
 def run_checks(workdir: str | os.PathLike = "workspace", profile: str = "auto") -> list[Check]:
     """Runs every check of ``tcv doctor``.
 
@@ -637,6 +669,7 @@ def run_checks(workdir: str | os.PathLike = "workspace", profile: str = "auto") 
     checks.append(check_kernel())
     checks += check_gpu(where)
     checks.append(check_runtime())
+    checks.append(check_detectron2())
     checks += check_resources(Path(workdir).expanduser().resolve(), resolved)
     checks += check_session(where, os.environ)
     return checks

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import json
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import supervision as sv
 from tcv_helpers.data.synth import generate_dataset
 from tcv_helpers.model import detectron
 from tcv_helpers.model.evaluate import evaluate_detections, load_ground_truth
+from tcv_helpers.trust import UntrustedWeights
 
 STATUS = detectron.detectron2_status()
 needs_detectron2 = pytest.mark.skipif(not STATUS.available, reason=STATUS.message)
@@ -66,8 +68,15 @@ def test_config_trains_from_scratch_with_groupnorm(tmp_path):
     assert cfg.MODEL.RPN.POST_NMS_TOPK_TEST == 300, "fewer proposals for small frames"
     assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 6 and cfg.INPUT.MIN_SIZE_TEST == 128
     assert cfg.MODEL.ANCHOR_GENERATOR.SIZES[0] == [5.1] and cfg.SOLVER.MAX_ITER == 50
-    pretrained = detectron.faster_rcnn_config(6, output_dir=tmp_path, weights="w.pkl")
-    assert pretrained.MODEL.WEIGHTS == "w.pkl" and pretrained.MODEL.RESNETS.NORM == "FrozenBN"
+    zoo = "detectron2://ImageNetPretrained/MSRA/R-50.pkl"
+    pretrained = detectron.faster_rcnn_config(6, output_dir=tmp_path, weights=zoo)
+    assert zoo == pretrained.MODEL.WEIGHTS and pretrained.MODEL.RESNETS.NORM == "FrozenBN"
+    stranger = tmp_path / "w.pkl"  # a local pickle the course did not write runs code if loaded
+    stranger.write_bytes(pickle.dumps({"model": {}}))
+    with pytest.raises(UntrustedWeights):
+        detectron.faster_rcnn_config(6, output_dir=tmp_path, weights=stranger)
+    with pytest.raises(FileNotFoundError, match=r"missing\.pkl"):
+        detectron.faster_rcnn_config(6, output_dir=tmp_path, weights=tmp_path / "missing.pkl")
 
 
 @needs_detectron2
@@ -105,3 +114,17 @@ def test_trains_a_few_iterations_and_is_scored_like_yolo(tiny, tmp_path):
 def test_predict_needs_a_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="train Detectron2 first"):
         detectron.predict_detectron2(tmp_path, [])
+
+
+def test_the_device_follows_the_profile_and_the_gpu(monkeypatch):
+    """Faster R-CNN trains on the GPU when the profile allows one and PyTorch sees it."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert detectron.resolve_device("auto") == "cuda", "workshop and full: the GPU"
+    assert detectron.resolve_device("cpu") == "cpu", "smoke: the CPU, GPU or not"
+    assert detectron.resolve_device("1") == "cuda:1" and detectron.resolve_device("cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert detectron.resolve_device("auto") == "cpu"
+    with pytest.raises(ValueError, match="got 'gpu'"):
+        detectron.resolve_device("gpu")

@@ -91,3 +91,19 @@ def test_every_test_the_security_promises_name_exists():
             assert re.search(rf"^(async )?def {test}\(", source, re.M), f"{current}::{test}"
             named += 1
     assert named >= 25
+
+
+def test_detectron2_is_installed_from_one_commit_everywhere():
+    """Users, the notebook, the missing-Detectron2 hint and CI name the same Detectron2 source."""
+    from tcv_helpers.model.detectron import DETECTRON2_COMMIT, DETECTRON2_SOURCE, INSTALL_HINT
+
+    assert DETECTRON2_SOURCE.endswith(f"@{DETECTRON2_COMMIT}") and DETECTRON2_SOURCE in INSTALL_HINT
+    assert DETECTRON2_SOURCE in README, "the README's install line names the tested commit"
+    notebook = (NOTEBOOKS / "05_training.ipynb").read_text()
+    assert DETECTRON2_SOURCE in notebook, "notebook 05's install line names it too"
+    assert "detectron2.git'" not in notebook and 'detectron2.git"' not in README, "no bare HEAD"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "../shared/vendor/detectron2-*.tar.gz" in ci and "--no-build-isolation" in ci
+    vendored = sorted((ROOT.parent / "shared" / "vendor").glob("detectron2-*.tar.gz"))
+    if vendored:  # the offline copy CI builds is the same commit
+        assert vendored[0].name == f"detectron2-{DETECTRON2_COMMIT[:7]}.tar.gz"

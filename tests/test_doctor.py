@@ -297,3 +297,27 @@ def test_session_names_the_asset_hub(tmp_path):
         c.name: c for c in doctor.check_session("local", {"TCV_ASSETS_URL": "http://127.0.0.1:9/"})
     }
     assert url["asset hub"].status == doctor.OK
+
+
+def test_detectron2_status_without_importing_it(monkeypatch):
+    import importlib.util
+
+    from tcv_helpers.model.detectron import DETECTRON2_COMMIT
+
+    real = importlib.util.find_spec
+    missing: set[str] = set()
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name, *a)
+    )
+    missing.add("detectron2")
+    check = doctor.check_detectron2()
+    assert check.status == doctor.INFO and "optional" in check.detail
+    assert DETECTRON2_COMMIT in check.fix and "setuptools<81" in check.fix
+    if real("detectron2") is None:
+        pytest.skip("Detectron2 is not installed here: the installed cases need it")
+    missing.clear()
+    check = doctor.check_detectron2()
+    assert check.status == doctor.OK and DETECTRON2_COMMIT[:7] in check.detail
+    missing.add("pkg_resources")
+    check = doctor.check_detectron2()
+    assert check.status == doctor.WARN and check.fix == "pip install 'setuptools<81'"

@@ -35,16 +35,18 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
+from tcv_helpers.doctor import (  # noqa: F401  (DETECTRON2_* are re-exported)
+    DETECTRON2_COMMIT,
+    DETECTRON2_INSTALL_HINT,
+    DETECTRON2_SOURCE,
+)
 from tcv_helpers.env import Availability
 from tcv_helpers.trust import check_weights, vouch_for
 
 #: The model-zoo configuration the course trains.
 ZOO_CONFIG = "COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml"
-#: How to install Detectron2 (shown when it is missing).
-INSTALL_HINT = (
-    "install it from source: pip install 'setuptools<81' && pip install --no-build-isolation "
-    "--use-pep517 'git+https://github.com/facebookresearch/detectron2.git' (README, Detectron2)"
-)
+#: How to install Detectron2 (shown when it is missing): the commit the course is tested with.
+INSTALL_HINT = DETECTRON2_INSTALL_HINT
 #: Detectron2's default anchor sizes (pixels) for a 640-pixel-class input, one per FPN level.
 BASE_ANCHORS = (32, 64, 128, 256, 512)
 CONFIG_FILE = "config.yaml"
@@ -63,6 +65,31 @@ def detectron2_status() -> Availability:
     except ImportError as exc:
         return Availability(False, f"Detectron2 is not importable here ({exc}); {INSTALL_HINT}.")
     return Availability(True, f"Detectron2 {detectron2.__version__} is available.")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Detectron2's device for a course setting: ``auto`` is the GPU when PyTorch sees one.
+
+    Args:
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (a profile's device, or a digit for
+            GPU N as Ultralytics takes it).
+
+    Returns:
+        ``cpu`` or ``cuda[:N]``.
+
+    Raises:
+        ValueError: For anything else.
+    """
+    import torch
+
+    text = str(device).strip().lower()
+    if text.isdigit():
+        text = f"cuda:{text}"
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if text == "cpu" or text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise ValueError(f"device must be auto, cpu, cuda, cuda:N or a GPU number, got {device!r}.")
 
 
 def _require() -> None:
@@ -267,7 +294,7 @@ def train_detectron2(
     batch: int = 4,
     lr: float = 0.01,
     weights: str | os.PathLike | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     seed: int = 0,
 ) -> Detectron2Run:
     """Trains Faster R-CNN R50-FPN on the train split of a course dataset.
@@ -280,7 +307,8 @@ def train_detectron2(
         batch: Images per iteration.
         lr: Base learning rate.
         weights: Starting checkpoint (None: from scratch with GroupNorm).
-        device: ``"cpu"`` or ``"cuda"``.
+        device: ``auto`` (the GPU when there is one), ``cpu``, ``cuda`` or ``cuda:N``: the
+            profile's device (:func:`resolve_device`).
         seed: Random seed.
 
     Returns:
@@ -293,6 +321,7 @@ def train_detectron2(
     _require()
     from detectron2.engine import DefaultTrainer
 
+    device = resolve_device(device)
     json_file, image_root, names = coco_split(dataset_root, "train")
     dataset = register_coco(f"tcv_{Path(dataset_root).name}_train", json_file, image_root)
     out = Path(output_dir)
@@ -354,6 +383,8 @@ def load_predictor(run_dir: str | os.PathLike, *, conf: float = 0.001) -> Any:
     cfg.merge_from_file(str(run / CONFIG_FILE))
     cfg.MODEL.WEIGHTS = str(check_weights(run / WEIGHTS_FILE))
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = conf
+    if cfg.MODEL.DEVICE != "cpu":  # trained on a GPU, read where there may be none (Colab, CI)
+        cfg.MODEL.DEVICE = resolve_device("auto")
     return DefaultPredictor(cfg)
 
 
