@@ -207,6 +207,38 @@ def test_search_runs_trials_and_reports_the_best(tiny):
         tune(tiny["data"].data_yaml, profile=TINY, out_dir=tiny["work"], sampler="annealing")
 
 
+def test_three_search_methods_run_on_the_same_budget_side_by_side(tiny, tmp_path):
+    from tcv_helpers.deploy.search import METHODS, compare_searches
+
+    with pytest.raises(ValueError, match="distinct names"):
+        compare_searches(tiny["data"].data_yaml, profile=TINY, out_dir=tmp_path, methods=("sa",))
+    space = {"lr0": ("float", 1e-3, 1e-2, True)}
+    result = compare_searches(
+        tiny["data"].data_yaml, profile=TINY, out_dir=tmp_path / "search", n_trials=2, epochs=1,
+        space=space, seed=0,
+    )  # fmt: skip
+    assert list(result.results) == list(METHODS)
+    assert [len(r.study.trials) for r in result.results.values()] == [2, 2, 2], "same budget"
+    grid_lr = {t.params["lr0"] for t in result.results["grid"].study.trials}
+    assert grid_lr <= {1e-3, 5.5e-3, 1e-2}, "the grid tries the ends and the middle of a range"
+    assert all((tmp_path / "search" / m / "trial-0").is_dir() for m in METHODS)
+    table = result.table()
+    assert list(table.index) == ["grid", "random", "Bayesian (TPE)"]
+    assert (table["trials"] == 2).all() and (table["complete"] + table["pruned"] == 2).all()
+    curves = result.best_so_far()
+    assert curves.shape == (2, 3)
+    for name in curves:  # best so far never goes down
+        values = curves[name].dropna().tolist()
+        assert values == sorted(values)
+    scores = {m: r.best_value for m, r in result.results.items()}
+    assert scores[result.best_method] == max(v for v in scores.values() if not math.isnan(v))
+    assert result.best is result.results[result.best_method]
+    assert set(result.metrics()) <= {f"search_best_map50_{m}" for m in METHODS}
+    figure = result.plot()
+    assert isinstance(figure, Figure) and len(figure.axes) == 1
+    assert len(figure.axes[0].get_lines()) == 3, "one line per method, in one plot"
+
+
 def test_search_can_start_every_trial_from_trained_weights(tiny, tmp_path):
     weights = Path(tiny["weights"])
     result = tune(

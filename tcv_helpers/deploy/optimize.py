@@ -1,7 +1,7 @@
 """Optimization (notebook 07): hyper-parameter search, pruning, quantization, export, benchmark.
 
-* :func:`tune` runs a Bayesian search (Optuna's TPE sampler) over training settings, pruning bad
-  trials early with Optuna's median rule.
+* :func:`tune` (from :mod:`tcv_helpers.deploy.search`) searches training settings with Optuna,
+  pruning bad trials early with Optuna's median rule.
 * :func:`prune_weights` zeroes the smallest weights with ``torch.nn.utils.prune``.
 * :func:`export_onnx`, :func:`quantize_onnx_int8` (ONNX Runtime static INT8: QDQ, per channel,
   calibrated on real frames) and :func:`export_openvino` (FP32, or INT8 through NNCF) make the
@@ -38,6 +38,7 @@ from matplotlib.figure import Figure
 
 from tcv_helpers.deploy.decode import to_rgb
 from tcv_helpers.deploy.inference import BENCHMARK_FILE, model_input
+from tcv_helpers.deploy.search import SEARCH_SPACE, TuneResult, tune  # noqa: F401 (re-exported)
 from tcv_helpers.env import usable_cores
 from tcv_helpers.io import atomic_write_json, atomic_write_text
 from tcv_helpers.model.predict import load_yolo, quiet_ultralytics
@@ -747,191 +748,6 @@ def fastest_variant(benchmark_json: str | os.PathLike) -> dict[str, str] | None:
         return json.loads(path.read_text(encoding="utf-8")).get("fastest")
     except json.JSONDecodeError:
         return None
-
-
-# --------------------------------------------------------------------------------------------
-# Hyper-parameter search
-# --------------------------------------------------------------------------------------------
-
-#: The search space of :func:`tune`: learning rate (log scale), batch size, warm-up epochs and
-#: horizontal-flip probability.
-SEARCH_SPACE: dict[str, Any] = {
-    "lr0": ("float", 3e-4, 1e-2, True),
-    "batch": ("categorical", [8, 16, 32]),
-    "warmup_epochs": ("float", 0.0, 3.0, False),
-    "fliplr": ("float", 0.0, 0.5, False),
-}
-
-
-@dataclass
-class TuneResult:
-    """A hyper-parameter search.
-
-    Attributes:
-        study: The Optuna study (every trial, its parameters, value and state).
-        best_params: The best trial's parameters.
-        best_value: Its validation mAP50.
-        seconds: Wall-clock seconds of the search.
-    """
-
-    study: Any
-    best_params: dict[str, Any]
-    best_value: float
-    seconds: float
-
-    def table(self) -> pd.DataFrame:
-        """One row per trial: number, state (complete or pruned), mAP50 and parameters."""
-        import pandas as pd
-
-        rows = []
-        for trial in self.study.trials:
-            rows.append(
-                {"trial": trial.number, "state": trial.state.name.lower(), "map50": trial.value,
-                 "epochs_run": len(trial.intermediate_values), **trial.params}
-            )  # fmt: skip
-        return pd.DataFrame(rows).set_index("trial")
-
-    def plot(self) -> Figure:
-        """The search: mAP50 per trial with the best so far, and mAP50 against the learning rate."""
-        table = self.table()
-        fig = Figure(figsize=(11, 3.6))
-        history, space = fig.subplots(1, 2)
-        done = table[table["state"] == "complete"]
-        pruned = table[table["state"] == "pruned"]
-        history.plot(done.index, done["map50"], "o", label="complete")
-        if len(pruned):
-            last = [max(t.intermediate_values.values(), default=0) for t in self.study.trials
-                    if t.state.name == "PRUNED"]  # fmt: skip
-            history.plot(pruned.index, last, "x", color="tab:red", label="pruned (last value)")
-        history.plot(done.index, done["map50"].cummax(), "-", color="tab:green", label="best")
-        history.set_xlabel("trial")
-        history.set_ylabel("validation mAP50")
-        history.legend()
-        if "lr0" in table:
-            space.scatter(done["lr0"], done["map50"], c=done.index, cmap="viridis")
-            space.set_xscale("log")
-            space.set_xlabel("lr0 (colour: trial number)")
-            space.set_ylabel("validation mAP50")
-        fig.tight_layout()
-        return fig
-
-
-def _suggest(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
-    params = {}
-    for name, spec in space.items():
-        if spec[0] == "float":
-            params[name] = trial.suggest_float(name, spec[1], spec[2], log=spec[3])
-        elif spec[0] == "int":
-            params[name] = trial.suggest_int(name, spec[1], spec[2])
-        elif spec[0] == "categorical":
-            params[name] = trial.suggest_categorical(name, spec[1])
-        else:
-            raise ValueError(f"Search space entry {name!r}: unknown kind {spec[0]!r}.")
-    return params
-
-
-def tune(
-    data_yaml: str | os.PathLike,
-    *,
-    profile: Any,
-    out_dir: str | os.PathLike,
-    n_trials: int = 8,
-    epochs: int = 3,
-    fraction: float = 1.0,
-    space: dict[str, Any] | None = None,
-    sampler: str = "tpe",
-    seed: int = 0,
-    timeout: float | None = None,
-    progress: bool = False,
-    model: str | os.PathLike | None = None,
-    trusted_dirs: tuple[str | os.PathLike, ...] = (),
-) -> TuneResult:
-    """Bayesian hyper-parameter search with Optuna, stopping bad trials early.
-
-    Each trial trains for ``epochs`` with validation after every epoch and reports mAP50 to
-    Optuna; the median pruner stops a trial whose mAP50 is below the median of earlier trials at
-    the same epoch. ``sampler="tpe"`` is Bayesian (a model of which settings score well proposes
-    the next ones), ``"random"`` is random search, ``"grid"`` tries every combination of the
-    categorical values (float ranges are then sampled at their ends and middle).
-
-    Args:
-        data_yaml: The dataset.
-        profile: The profile (settings not searched come from it).
-        out_dir: Folder for the trial runs (``trial-<n>/``).
-        n_trials: Trials to run.
-        epochs: Epochs per trial (short: the search ranks settings, it does not finish training).
-        fraction: Share of the training images each trial uses.
-        space: Parameter name -> spec (see :data:`SEARCH_SPACE`).
-        sampler: ``"tpe"``, ``"random"`` or ``"grid"``.
-        seed: Seed of the sampler and of every trial's training.
-        timeout: Stop starting new trials after this many seconds.
-        progress: Show Optuna's progress bar.
-        model: Where every trial starts (default: the profile's model). Trained weights make a
-            fine-tuning search, which ranks settings in a few epochs where a search from random
-            weights scores zero everywhere (the smoke profile's case).
-        trusted_dirs: Folders whose ``.pt`` files count as trained by this course (``model``
-            must be in one of them, or in ``out_dir``; see
-            :func:`tcv_helpers.model.train.resolve_model`).
-
-    Returns:
-        The search; :attr:`TuneResult.best_params` are the settings to train with.
-
-    Raises:
-        ValueError: For an unknown sampler or an empty search space.
-    """
-    import optuna
-
-    from tcv_helpers.config import with_overrides
-    from tcv_helpers.model.train import train
-
-    space = dict(space or SEARCH_SPACE)
-    if not space:
-        raise ValueError("The search space is empty.")
-    if sampler == "tpe":
-        chosen = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(3, n_trials))
-    elif sampler == "random":
-        chosen = optuna.samplers.RandomSampler(seed=seed)
-    elif sampler == "grid":
-        grid = {
-            k: (v[1] if v[0] == "categorical" else [v[1], (v[1] + v[2]) / 2, v[2]])
-            for k, v in space.items()
-        }
-        chosen = optuna.samplers.GridSampler(grid, seed=seed)
-    else:
-        raise ValueError(f"Unknown sampler {sampler!r}: use 'tpe', 'random' or 'grid'.")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        direction="maximize", sampler=chosen,
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
-    )  # fmt: skip
-    validated = with_overrides(profile, validate_each_epoch=True, epochs=epochs)
-
-    def objective(trial: Any) -> float:
-        params = _suggest(trial, space)
-
-        def report(epoch: int, metrics: dict[str, float]) -> None:
-            if "metrics/mAP50(B)" in metrics:
-                trial.report(metrics["metrics/mAP50(B)"], epoch)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"mAP50 below the median at epoch {epoch}")
-
-        result = train(
-            data_yaml, profile=validated, out_dir=out_dir, name=f"trial-{trial.number}",
-            publish_as=None, seed=seed, on_epoch=report, fraction=fraction, model=model,
-            trusted_dirs=trusted_dirs, **params,
-        )  # fmt: skip
-        return result.map50
-
-    start = time.perf_counter()
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, show_progress_bar=progress)
-    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-    best = study.best_trial if complete else None
-    return TuneResult(
-        study=study,
-        best_params=dict(best.params) if best else {},
-        best_value=float(best.value) if best else math.nan,
-        seconds=time.perf_counter() - start,
-    )
 
 
 def evaluate_map50(
