@@ -18,7 +18,7 @@ from tcv_helpers.config import PROFILES, with_overrides
 from tcv_helpers.data.release import build_release
 from tcv_helpers.data.synth import generate_dataset
 from tcv_helpers.model import train as train_mod
-from tcv_helpers.model.curves import LiveCurves, plot_training
+from tcv_helpers.model.curves import LiveCurves, plot_training, read_tensorboard
 from tcv_helpers.model.train import (
     UntrustedWeights,
     WeightsEntry,
@@ -258,6 +258,15 @@ def test_a_short_run_writes_weights_and_reports_epochs(tiny_data, tmp_path):
     assert result.settings["imgsz"] == 64 and "from scratch" in result.model_note
     assert isinstance(plot_training(result.run_dir / "results.csv"), Figure)
     assert list((result.run_dir / "tensorboard").glob("events.out.tfevents*")), "TensorBoard logs"
+    logged = read_tensorboard(result.run_dir / "tensorboard")  # what TensorBoard would show
+    assert list(logged["epoch"]) == [1, 2]
+    for column in ("train/box_loss", "metrics/mAP50(B)"):
+        assert logged[column].tolist() == pytest.approx(
+            [m.get(column, float("nan")) for _, m in seen], nan_ok=True, rel=1e-6
+        ), column
+    assert isinstance(plot_training(logged), Figure)
+    with pytest.raises(FileNotFoundError, match="no TensorBoard event files"):
+        read_tensorboard(tmp_path)
 
 
 @pytest.mark.slow

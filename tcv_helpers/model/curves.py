@@ -2,7 +2,8 @@
 
 ``results.csv`` (one row per epoch, Ultralytics' columns) is the record; :func:`plot_training`
 draws it, and :class:`LiveCurves` redraws in place while a notebook trains (pass it as
-``on_epoch`` to :func:`tcv_helpers.model.train.train`).
+``on_epoch`` to :func:`tcv_helpers.model.train.train`). :func:`read_tensorboard` reads the same
+metrics back from a run's TensorBoard event files.
 """
 
 from __future__ import annotations
@@ -26,6 +27,46 @@ def read_results(results: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
 
     frame = results if isinstance(results, pd.DataFrame) else pd.read_csv(results)
     return frame.rename(columns=lambda c: str(c).strip())
+
+
+def read_tensorboard(log_dir: str | os.PathLike) -> pd.DataFrame:
+    """The scalars a run logged for TensorBoard, read back from its event files.
+
+    :func:`tcv_helpers.model.train.train` logs every epoch's metrics under Ultralytics' names
+    (``train/box_loss``, ``metrics/mAP50(B)``, ...), so :func:`plot_training` draws the result
+    exactly as it draws ``results.csv``: what TensorBoard would show, without a server.
+
+    Args:
+        log_dir: A run's ``tensorboard/`` folder (every event file in it is read; where a
+            resumed run logged an epoch twice, the later value counts).
+
+    Returns:
+        One row per epoch (column ``epoch``), one column per logged scalar.
+
+    Raises:
+        FileNotFoundError: If the folder holds no TensorBoard event file.
+    """
+    from pathlib import Path
+
+    import pandas as pd
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder = Path(log_dir)
+    files = sorted(folder.glob("events.out.tfevents.*"), key=lambda f: f.stat().st_mtime)
+    if not files:
+        raise FileNotFoundError(
+            f"{folder} holds no TensorBoard event files (events.out.tfevents.*)."
+        )
+    values: dict[tuple[int, str], float] = {}
+    for file in files:  # oldest first: a later run's value for the same epoch replaces it
+        events = EventAccumulator(str(file), size_guidance={"scalars": 0})
+        events.Reload()
+        for tag in events.Tags().get("scalars", []):
+            for event in events.Scalars(tag):
+                values[(int(event.step), tag)] = float(event.value)
+    frame = pd.Series(values).unstack() if values else pd.DataFrame()
+    frame.index.name = "epoch"
+    return frame.reset_index().sort_values("epoch", ignore_index=True)
 
 
 def _draw(fig: Figure, frame: pd.DataFrame) -> Figure:
