@@ -250,6 +250,65 @@ def test_report_lists_the_slowest_cells():
     assert "Where the seconds go" not in runner.render_report({**summary, "notebooks": []})
 
 
+def _png(color: tuple[int, int, int]) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 3), color).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_the_report_shows_figures_notebooks_and_bars(tmp_path):
+    from tcv_helpers.batch.report import export_views, notebook_figures
+    from tcv_helpers.project import ProjectDefinition, write_project
+
+    secret = "sk-report-0123456789"
+    nb = nbformat.v4.new_notebook()
+    figure = nbformat.v4.new_code_cell("plot_training(history)")
+    figure.id = "05-16"  # a cell whose figure the report shows
+    figure.outputs = [nbformat.v4.new_output("display_data", data={"image/png": _png((0, 0, 200))})]
+    other = nbformat.v4.new_code_cell("figure")
+    other.id = "05-99"  # not listed: its figure stays in the notebook
+    other.outputs = [nbformat.v4.new_output("display_data", data={"image/png": _png((9, 9, 9))})]
+    leak = nbformat.v4.new_code_cell("print(key)")
+    leak.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"key {secret}\n")]
+    nb.cells = [nbformat.v4.new_markdown_cell("# 05 · Train"), figure, other, leak]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    executed = run_dir / "05_training.ipynb"
+    nbformat.write(nb, executed)
+    found = notebook_figures(json.loads(executed.read_text()))
+    assert [(cell, caption.split(":")[0]) for cell, caption, _ in found] == [("05-16", "Training")]
+    views = export_views(run_dir, executed, [secret])
+    assert views["figures"] == [{"file": "figures/05_training-05-16.png", "caption": found[0][1]}]
+    assert (run_dir / "figures" / "05_training-05-16.png").read_bytes() == found[0][2]
+    page = (run_dir / views["html"]).read_text()
+    assert "05 · Train" in page and "data:image/png;base64" in page, "images inline"
+    assert secret not in page and "[REDACTED]" in page
+    assert "cdnjs" not in page, "no script from the network: the folder is self-contained"
+
+    workspace = tmp_path / "ws"
+    write_project(workspace / "project.yaml", ProjectDefinition())
+    summary = {
+        "run_id": "r", "status": "ok", "profile": "smoke", "seconds": 1.0, "parameters": {},
+        "workspace": str(workspace),
+        "notebooks": [{"notebook": "05_training.ipynb", "status": "ok", "seconds": 2.0,
+                       "metrics": {"map50": 0.62, "recall": 0.41, "epochs": 18},
+                       "error": None, **views}],
+    }  # fmt: skip
+    report = runner.render_report(summary)
+    assert '<img src="figures/05_training-05-16.png"' in report
+    assert '<a href="html/05_training.html">HTML</a>' in report
+    assert "map50=0.62 (bar ≥ 0.5: met)" in report
+    assert "recall=0.41 (bar ≥ 0.7: NOT met)" in report
+    assert "epochs=18 (bar" not in report, "a metric without a bar stands alone"
+    foreign = {**summary["notebooks"][0], "figures": [{"file": "/etc/passwd", "caption": "x"}]}
+    assert "/etc/passwd" not in runner.render_report({**summary, "notebooks": [foreign]})
+
+
 def test_cell_seconds_number_cells_as_the_source_notebook():
     cell = nbformat.v4.new_code_cell
     nb = nbformat.v4.new_notebook()
@@ -398,6 +457,12 @@ def test_the_course_trains_on_the_real_camera_set(real_course):
     assert meta["dataset"] == "manaus-traffic" and meta["profile"] == "smoke"
     report = (run_dir / "report.html").read_text()
     assert all(name in report for name in names)
+    for name in names:  # every executed notebook rendered as HTML and linked from its row
+        page = f"html/{Path(name).stem}.html"
+        assert (run_dir / page).is_file() and f'href="{page}"' in report, name
+    assert '<img src="figures/05_training-05-16.png"' in report, "the training curves, shown"
+    assert (run_dir / "figures" / "05_training-05-16.png").read_bytes()[:4] == b"\x89PNG"
+    assert "map50=" in report and "(bar ≥ 0.5: " in report, "mAP50 beside its bar"
     assert (workspace / "project.yaml").is_file()
     assert _scan(run_dir, FAKE_KEY) == []
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from tcv_helpers.batch.report import FIGURES_DIR, bar_note, export_views, read_bars
 from tcv_helpers.config import AUTO, resolve_profile
 from tcv_helpers.io import atomic_write_json, atomic_write_text, read_yaml_mapping
 from tcv_helpers.record import collect_metrics
@@ -611,6 +612,7 @@ def run_notebooks(
                 if output.exists():
                     executed = json.loads(output.read_text(encoding="utf-8"))
                     entry.update(metrics=collect_metrics(executed), cells=cell_seconds(executed))
+                    entry.update(export_views(run_dir, output, values))
                 log.error("%s", failure)
                 say(f"✗ {failure}")
                 break
@@ -622,6 +624,7 @@ def run_notebooks(
                 error=None,
                 cells=cell_seconds(executed),
             )
+            entry.update(export_views(run_dir, output, values))  # its HTML page and figures
             log.info("ok %s in %.1f s", path.name, entry["seconds"])
             if not progress:
                 say(f"✓ {path.name} ({entry['seconds']:.1f} s)")
@@ -647,26 +650,33 @@ def run_notebooks(
     return RunResult(run_dir=run_dir, summary=redact_tree(summary, values), failure=failure)
 
 
-def _metric_text(metrics: dict[str, Any]) -> str:
+def _metric_text(metrics: dict[str, Any], bars: dict[str, tuple[str, float]]) -> str:
     return ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
+        (f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}") + bar_note(k, v, bars)
+        for k, v in metrics.items()
     )
 
 
 def render_report(summary: dict[str, Any]) -> str:
-    """Renders a run's summary as a self-contained HTML page (``report.html``)."""
+    """Renders a run's summary as a self-contained HTML page (``report.html``): one row per
+    notebook (linked as executed and as HTML, metrics beside their bars), the figures an
+    instructor checks (:mod:`tcv_helpers.batch.report`), the slowest cells, the environment."""
     esc = html.escape
-    rows = []
+    bars = read_bars(summary.get("workspace"))
+    rows, figures = [], []
     for entry in summary["notebooks"]:
         status = entry["status"]
         link = f'<a href="{esc(entry["notebook"])}">{esc(entry["notebook"])}</a>'
+        if entry.get("html"):
+            link += f' (<a href="{esc(entry["html"])}">HTML</a>)'
+        figures += [(entry["notebook"], figure) for figure in entry.get("figures") or []]
         seconds = "" if entry["seconds"] is None else f"{entry['seconds']:.1f}"
         error = entry.get("error") or {}
         detail = (
             f"cell {esc(str(error.get('cell')))}: <code>{esc(error.get('code') or '')}</code><br>"
             f"{esc(error.get('message') or '')}"
             if error
-            else esc(_metric_text(entry.get("metrics") or {}))
+            else esc(_metric_text(entry.get("metrics") or {}, bars))
         )
         rows.append(
             f'<tr class="{esc(status)}"><td>{link}</td><td>{esc(status)}</td>'
@@ -691,6 +701,13 @@ def render_report(summary: dict[str, Any]) -> str:
         if slowest
         else ""
     )
+    figure_html = "".join(
+        f'<figure><img src="{esc(figure["file"])}" alt="{esc(figure["caption"])}">'
+        f"<figcaption>{esc(figure['caption'])} ({esc(name)})</figcaption></figure>\n"
+        for name, figure in figures
+        if str(figure.get("file", "")).startswith(f"{FIGURES_DIR}/")
+    )
+    figure_section = f"<h2>Figures</h2>\n{figure_html}" if figure_html else ""
     env = summary.get("environment", {})
     env_rows = "".join(
         f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in env.items()
@@ -710,6 +727,7 @@ td.num {{ text-align: right; }}
 tr.ok td:nth-child(2) {{ color: #1a7f37; font-weight: bold; }}
 tr.failed td:nth-child(2) {{ color: #cf222e; font-weight: bold; }}
 tr.pending td:nth-child(2) {{ color: #888; }}
+figure {{ margin: 1rem 0; }} figure img {{ max-width: 100%; border: 1px solid #ddd; }}
 </style></head><body>
 <h1>traffic-cams-cv run <code>{esc(summary["run_id"])}</code></h1>
 <p>Status <strong>{esc(summary["status"])}</strong>, profile <strong>{esc(summary["profile"])}</strong>,
@@ -719,6 +737,7 @@ finished {esc(str(summary.get("finished")))}.</p>
 <tbody>
 {chr(10).join(rows)}
 </tbody></table>
+{figure_section}
 {cell_table}
 <h2>Environment</h2>
 <table>{env_rows}</table>
