@@ -2,6 +2,7 @@
 
 import re
 import subprocess
+from pathlib import Path
 
 from tcv_helpers.batch.nbcheck import repo_info
 from tests.conftest import NOTEBOOKS, ROOT
@@ -107,3 +108,83 @@ def test_detectron2_is_installed_from_one_commit_everywhere():
     vendored = sorted((ROOT.parent / "shared" / "vendor").glob("detectron2-*.tar.gz"))
     if vendored:  # the offline copy CI builds is the same commit
         assert vendored[0].name == f"detectron2-{DETECTRON2_COMMIT[:7]}.tar.gz"
+
+
+#: Words of the README's notebook table -> what the notebook's code, or the course helpers it
+#: imports, must contain for the claim to run (lower case). A claim only described in a
+#: notebook says so in the table: "(in words)".
+CLAIMS = {
+    "Optuna": ("optuna",),
+    "grid, random and Bayesian": ('"grid"', '"random"', '"tpe"'),
+    "OpenVINO": ("openvino",),
+    "NNCF": ("nncf",),
+    "ONNX Runtime": ("onnxruntime",),
+    "Detectron2": ("detectron2",),
+    "pycocotools": ("pycocotools",),
+    "FastAPI": ("fastapi",),
+    "Prometheus": ("prometheus",),
+    "PromQL": ("/api/v1/query",),
+    "promtool": ("promtool",),
+    "Grafana": ("grafana",),
+    "Kolmogorov-Smirnov": ("ks_2samp",),
+    "PSI": ("psi",),
+    "ByteTrack": ("bytetrack",),
+    "Roboflow": ("roboflow",),
+    "TensorBoard": ("tensorboard",),
+    "YOLO26": ("yolo26",),
+    "distillation": ("distill",),
+    "Docker": ('"-m", "tcv_helpers.deploy.server"',),  # the image's entry point, run here
+}
+
+
+def _evidence(notebook) -> str:
+    """A notebook's code and the source of every course module it reaches through imports."""
+    import json
+
+    cells = json.loads(notebook.read_text())["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    pattern = re.compile(
+        r"(?:from|import)[ \t]+(tcv_helpers(?:\.\w+)*)(?:[ \t]+import[ \t]+(?:\(([^)]*)\)|([\w, \t]+)))?"
+    )
+
+    def modules(source: str) -> list[str]:  # "from a.b import c, d": a.b, a.b.c and a.b.d
+        found = []
+        for module, wrapped, names in pattern.findall(source):
+            listed = (wrapped or names).replace("\n", ",").split(",")
+            found += [module] + [f"{module}.{n.split()[0]}" for n in listed if n.strip()]
+        return found
+
+    seen, todo, parts = set(), modules(text), [text]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        base = ROOT / Path(*module.split("."))
+        file = (
+            base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
+        )
+        if file.is_file():
+            source = file.read_text()
+            parts.append(source)
+            todo += modules(source)
+    return "\n".join(parts).lower()
+
+
+def test_what_the_readme_table_claims_runs_in_its_notebook():
+    rows = {}
+    for line in README.splitlines():
+        match = re.match(r"\| (\d\d) \| \[[^]]+\]\(notebooks/([^)]+)\) \| ([^|]+) \|", line)
+        if match:
+            rows[match.group(2)] = match.group(3)
+    assert len(rows) == len(list(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")))
+    unbacked = []
+    for name, claims in rows.items():
+        evidence = _evidence(NOTEBOOKS / name)
+        for word, needles in CLAIMS.items():
+            if word not in claims:
+                continue
+            said_in_words = f"{word} (in words)" in claims
+            if not said_in_words and not all(n in evidence for n in needles):
+                unbacked.append(f"{name}: {word!r} needs {needles} in its code or helpers")
+    assert not unbacked, "\n".join(unbacked)
