@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from concurrent.futures import CancelledError, ThreadPoolExecutor
@@ -135,9 +136,11 @@ def dynamic_model(tmp_path_factory):
 
     tiny = tiny_service_model(tmp_path_factory)
     folder = tmp_path_factory.mktemp("dynamic")
+    pt = folder / "tiny-dynamic.pt"  # exported beside a copy: the shared tiny.onnx stays as it is
+    shutil.copyfile(tiny.pt, pt)
     with quiet_ultralytics():
-        onnx = Path(YOLO(str(tiny.pt)).export(format="onnx", imgsz=128, dynamic=True))
-    model = onnx.replace(folder / "tiny-dynamic.onnx")
+        model = Path(YOLO(str(pt)).export(format="onnx", imgsz=128, dynamic=True))
+    assert tiny.onnx.is_file() and model.parent == folder
     return model, tiny.paths[:8]
 
 
