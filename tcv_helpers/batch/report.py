@@ -97,7 +97,8 @@ def export_views(
     import json
 
     folder, file = Path(run_dir), Path(notebook_file)
-    executed = json.loads(file.read_text(encoding="utf-8"))
+    text = file.read_text(encoding="utf-8")
+    executed = json.loads(text)
     figures = []
     for cell_id, caption, png in notebook_figures(executed):
         relative = f"{FIGURES_DIR}/{file.stem}-{cell_id}.png"
@@ -105,7 +106,7 @@ def export_views(
         figures.append({"file": relative, "caption": caption})
     page = f"{HTML_DIR}/{file.stem}.html"
     try:
-        atomic_write_text(folder / page, redact(_render_html(executed), list(values)))
+        atomic_write_text(folder / page, redact(_render_html(text), list(values)))
     except Exception as exc:  # a page that cannot be rendered must not fail the run
         import logging
 
@@ -114,14 +115,13 @@ def export_views(
     return {"html": page, "figures": figures}
 
 
-def _render_html(executed: Mapping[str, Any]) -> str:
-    """The notebook as one HTML page, images inline, no script loaded from the network."""
-    import json
-
+def _render_html(notebook_json: str) -> str:
+    """The notebook (its JSON text) as one HTML page, images inline, no script loaded from the
+    network."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    node = nbformat.reads(json.dumps(executed), as_version=4)  # joins the multi-line strings
+    node = nbformat.reads(notebook_json, as_version=4)
     exporter = HTMLExporter(
         template_name="lab", mathjax_url="", require_js_url="", mermaid_js_url="",
         mermaid_layout_elk_js_url="", widget_renderer_url="", jupyter_widgets_base_url="",

@@ -71,12 +71,7 @@ from prometheus_client import Counter as PromCounter
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from tcv_helpers.deploy.batching import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_BATCH_WAIT_MS,
-    DynamicBatcher,
-    batch_limit,
-)
+from tcv_helpers.deploy.batching import DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_MS, DynamicBatcher
 from tcv_helpers.deploy.decode import BadImage, decode_image
 from tcv_helpers.deploy.inference import DEFAULT_CONF, DEFAULT_IOU, DetectionResult, Detector
 from tcv_helpers.deploy.reference import image_brightness, load_reference, reference_beside
@@ -771,7 +766,7 @@ def create_app(
         model_name=model_name or detector.name, model_version=model_version or detector.version,
         reference=profile, body_timeout=float(body_timeout),
         max_request_pixels=max_request_pixels,
-        batch_size=batch_limit(detector, batch_size), batch_wait_ms=float(batch_wait_ms),
+        batch_size=batch_size, batch_wait_ms=float(batch_wait_ms),
     )  # fmt: skip
     service = _Service(detector, settings)
 

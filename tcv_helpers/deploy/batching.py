@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from tcv_helpers.deploy.inference import DEFAULT_CONF, DEFAULT_IOU, DetectionResult, Detector
+from tcv_helpers.deploy.inference import DEFAULT_CONF, DEFAULT_IOU, Detector
 
 LOGGER = logging.getLogger(__name__)
 
@@ -132,10 +132,6 @@ class DynamicBatcher:
             self._queue.append(pending)
             self._cond.notify_all()
         return pending.future
-
-    def detect(self, images: list[np.ndarray]) -> list[DetectionResult]:
-        """Submits ``images`` and waits for their results (a blocking convenience)."""
-        return [future.result() for future in [self.submit(image) for image in images]]
 
     def close(self) -> None:
         """Runs what is queued, then stops the dispatcher and the instances."""
