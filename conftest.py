@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,27 @@ def _own_cache(config: pytest.Config) -> None:
     os.environ["TCV_CACHE"] = str(tmp)
 
 
+_STARTED = pytest.StashKey[float]()
+#: Tests that reuse what the notebooks of the same session trained, so they run after them.
+AFTER_NOTEBOOKS = ("tests/test_model_behaviour.py",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Moves :data:`AFTER_NOTEBOOKS` after the notebooks (nbval), keeping every other order."""
+    later = [item for item in items if item.nodeid.startswith(AFTER_NOTEBOOKS)]
+    if later and any(item.nodeid.startswith("notebooks/") for item in items):
+        items[:] = [item for item in items if item not in later] + later
+
+
+@pytest.fixture(scope="session")
+def session_started(pytestconfig: pytest.Config) -> float:
+    """When this test session started (``time.time()``): files older than it are not its own."""
+    return pytestconfig.stash[_STARTED]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Builds the data assets from the sample data and serves them for the session."""
+    config.stash[_STARTED] = time.time()
     sample = Path(os.environ.get("TCV_SAMPLE_DATA", ""))
     if os.environ.get("TCV_ASSETS_URL") or not (sample / "manaus-traffic").is_dir():
         _own_cache(config)

@@ -111,6 +111,22 @@ def usable_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def use_every_core() -> None:
+    """Lets PyTorch keep every core this process may use after Ultralytics picks a device.
+
+    Ultralytics resets PyTorch to ``NUM_THREADS`` threads (the CPU count minus one, left for its
+    data-loading workers) whenever it selects the CPU, at every ``predict`` and ``val``: on a
+    2-core machine (a laptop VM, Colab's CPU runtime) that is one thread, for its own inference
+    and for all PyTorch work after it in the process (measured: Detectron2 trained 1.6x
+    slower after one YOLO validation). The course loads data in the main process, so PyTorch
+    gets every core. Idempotent; called by
+    :func:`tcv_helpers.model.predict.load_yolo` and ``quiet_ultralytics``.
+    """
+    from ultralytics.utils import torch_utils
+
+    torch_utils.NUM_THREADS = usable_cores()
+
+
 def stop_process(process: subprocess.Popen, *, timeout: float = 15.0) -> None:
     """Stops a child process: SIGTERM, then SIGKILL if it has not exited within ``timeout``.
 

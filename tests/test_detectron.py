@@ -65,7 +65,7 @@ def test_config_trains_from_scratch_with_groupnorm(tmp_path):
     cfg = detectron.faster_rcnn_config(6, output_dir=tmp_path, imgsz=128, iterations=50)
     assert cfg.MODEL.WEIGHTS == "" and cfg.MODEL.BACKBONE.FREEZE_AT == 0
     assert cfg.MODEL.RESNETS.NORM == cfg.MODEL.FPN.NORM == "GN"
-    assert cfg.MODEL.RPN.POST_NMS_TOPK_TEST == 300, "fewer proposals for small frames"
+    assert cfg.MODEL.RPN.POST_NMS_TOPK_TEST == 100, "fewer proposals for small frames"
     assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 6 and cfg.INPUT.MIN_SIZE_TEST == 128
     assert cfg.MODEL.ANCHOR_GENERATOR.SIZES[0] == [5.1] and cfg.SOLVER.MAX_ITER == 50
     zoo = "detectron2://ImageNetPretrained/MSRA/R-50.pkl"

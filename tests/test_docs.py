@@ -134,6 +134,11 @@ CLAIMS = {
     "YOLO26": ("yolo26",),
     "distillation": ("distill",),
     "Docker": ('"-m", "tcv_helpers.deploy.server"',),  # the image's entry point, run here
+    "hand-written PyTorch loop": ("loss.backward()", "optimiser.step()"),
+    "early stopping": ("patience",),
+    "ResNet-18": ("resnet18",),
+    "k-fold cross-validation grouped by camera": ("groupkfold",),
+    "regularisation table": ("regularisation_study",),
 }
 
 

@@ -194,6 +194,33 @@ def test_benchmark_measures_every_variant_and_names_the_fastest(tiny):
         benchmark(tiny["weights"], tiny["data"].data_yaml, out_dir=out, variants=["tflite"])
 
 
+def test_variants_built_only_to_be_timed_calibrate_on_fewer_frames(tiny, monkeypatch):
+    """Speed at 640, accuracy at the training size: the timing build's INT8 scales change no
+    number the benchmark reports, so it calibrates on a few frames; the scored build on all."""
+    from tcv_helpers.deploy import optimize
+
+    real, seen = optimize.build_variants, {}
+
+    def recording(weights, *, imgsz, calibration_images, **kwargs):
+        seen[imgsz] = len(calibration_images)
+        return real(weights, imgsz=imgsz, calibration_images=calibration_images, **kwargs)
+
+    monkeypatch.setattr(optimize, "build_variants", recording)
+    monkeypatch.setattr(optimize, "TIMING_CALIBRATION_FRAMES", 3)
+    variants = ("pytorch-fp32", "onnxruntime-fp32")
+    common = {"variants": variants, "repeats": 1, "calibration": 8, "eval_imgsz": 32}
+    result = benchmark(
+        tiny["weights"], tiny["data"].data_yaml, out_dir=tiny["work"] / "two", imgsz=64, **common
+    )
+    assert seen == {64: 3, 32: 8}
+    assert all(not math.isnan(row.map50) for row in result.rows)
+    seen.clear()  # one size for both: the one build is scored, so it gets every frame
+    benchmark(
+        tiny["weights"], tiny["data"].data_yaml, out_dir=tiny["work"] / "one", imgsz=32, **common
+    )
+    assert seen == {32: 8}
+
+
 def test_search_runs_trials_and_reports_the_best(tiny):
     result = tune(
         tiny["data"].data_yaml, profile=TINY, out_dir=tiny["work"] / "tune", n_trials=2,
@@ -221,9 +248,23 @@ def test_three_search_methods_run_on_the_same_budget_side_by_side(tiny, tmp_path
     assert [len(r.study.trials) for r in result.results.values()] == [2, 2, 2], "same budget"
     grid_lr = {t.params["lr0"] for t in result.results["grid"].study.trials}
     assert grid_lr <= {1e-3, 5.5e-3, 1e-2}, "the grid tries the ends and the middle of a range"
-    assert all((tmp_path / "search" / m / "trial-0").is_dir() for m in METHODS)
+    random, tpe = result.results["random"].study.trials, result.results["tpe"].study.trials
+    # TPE starts with a third of the budget (at least one trial) at random, from the same seed
+    # as random search: that trial is random's first, replayed rather than trained again.
+    assert tpe[0].params == random[0].params and tpe[0].user_attrs == {"replayed": True}
+    assert (
+        tpe[0].value == random[0].value
+        and tpe[0].intermediate_values == random[0].intermediate_values
+    )
+    assert not (tmp_path / "search" / "tpe" / "trial-0").exists(), "not trained twice"
+    assert (
+        not tpe[1].user_attrs.get("replayed") and (tmp_path / "search" / "tpe" / "trial-1").is_dir()
+    )
+    assert all((tmp_path / "search" / m / "trial-0").is_dir() for m in ("grid", "random"))
     table = result.table()
     assert list(table.index) == ["grid", "random", "Bayesian (TPE)"]
+    assert list(table["replayed"]) == [0, 0, 1]
+    assert list(result.results["tpe"].table()["replayed"]) == [True, False]
     assert (table["trials"] == 2).all() and (table["complete"] + table["pruned"] == 2).all()
     curves = result.best_so_far()
     assert curves.shape == (2, 3)

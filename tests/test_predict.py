@@ -65,3 +65,22 @@ def test_quiet_ultralytics_restores_the_level():
     assert LOGGER.level == before
     with quiet_ultralytics(verbose=True):
         assert LOGGER.level == before
+
+
+def test_pytorch_keeps_every_core_after_ultralytics_predicts_and_validates(tiny):
+    """Ultralytics sets PyTorch to CPU count - 1 threads at every CPU predict/val: one thread on
+    2 cores, for its inference and for everything after it (Detectron2, the benchmark)."""
+    import torch
+
+    from tcv_helpers.env import usable_cores
+
+    root, weights = tiny
+    paths, _, _ = load_ground_truth(root, "val")
+    cores = usable_cores()
+    torch.set_num_threads(cores)
+    seen = []
+    predict_yolo(weights, paths[:1], imgsz=64)
+    seen.append(torch.get_num_threads())
+    validate_yolo(weights, root / "data.yaml", imgsz=64, image_paths=paths)
+    seen.append(torch.get_num_threads())
+    assert seen == [cores, cores]

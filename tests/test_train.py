@@ -20,6 +20,7 @@ from tcv_helpers.data.synth import generate_dataset
 from tcv_helpers.model import train as train_mod
 from tcv_helpers.model.curves import LiveCurves, plot_training, read_tensorboard
 from tcv_helpers.model.train import (
+    FINE_TUNE_LR_SCALE,
     UntrustedWeights,
     WeightsEntry,
     ensure_trained,
@@ -327,17 +328,26 @@ def test_fine_tune_compares_with_scratch(tiny_data, tmp_path):
     assert "trained by this course" in result.fine_tuned.model_note
     assert "from scratch" in result.scratch.model_note
     assert result.scratch.settings["epochs"] == result.fine_tuned.settings["epochs"] == 1
+    # A trained model is fine-tuned gently (no warm-up, a tenth of the rate): the profile's
+    # settings undo what it learned. From scratch keeps the profile's.
+    assert result.fine_tuned.settings["warmup_epochs"] == 0.0
+    assert result.fine_tuned.settings["lr0"] == pytest.approx(one.lr0 * FINE_TUNE_LR_SCALE)
+    assert result.scratch.settings["lr0"] == one.lr0
+    assert result.scratch.settings["warmup_epochs"] == one.warmup_epochs
     assert result.fine_tuned.best == models / "finetuned.pt"
     assert models.joinpath("best.pt").read_bytes() == source.best.read_bytes(), "left alone"
     table = result.table()
     assert list(table.index) == [
         "pretrain (source)",
+        "before fine-tuning (target)",
         "fine-tuned (target)",
         "from scratch (target)",
     ]
-    assert (table["epochs"] == 1).all()
+    assert list(table["epochs"]) == [1, 0, 1, 1]
+    assert 0 <= result.before["map50"] <= 1 and "map50_95" in result.before
     only_path = fine_tune(source.best, target, profile=one, out_dir=models, workers=0)
-    assert only_path.pretrained is None and len(only_path.table()) == 2
+    assert only_path.pretrained is None and len(only_path.table()) == 3
+    assert only_path.before == result.before, "the same weights score the same before"
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ HTML_DIR = "html"
 FIGURES_DIR = "figures"
 #: The cells whose figures go into ``report.html`` (by cell id), with their captions.
 REPORT_FIGURES: dict[str, str] = {
+    "04-25": "Custom classifier and backbone: loss and accuracy per epoch",
     "05-16": "Training: losses and validation mAP per epoch",
     "06-12": "Evaluation: precision-recall curve",
     "07-10": "Search methods: best mAP50 so far per trial",

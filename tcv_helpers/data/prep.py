@@ -940,10 +940,12 @@ def propose_by_model(
     """
     from ultralytics import YOLO
 
+    from tcv_helpers.env import use_every_core
     from tcv_helpers.trust import check_weights
 
     if not 0 <= conf <= 1:
         raise ValueError(f"conf must be between 0 and 1, got {conf}.")
+    use_every_core()
     # A .pt passes the course's trust check before Ultralytics unpickles it.
     detector = model if hasattr(model, "predict") else YOLO(str(check_weights(model)))
     names = detector.names

@@ -62,7 +62,8 @@ class TuneResult:
         for trial in self.study.trials:
             rows.append(
                 {"trial": trial.number, "state": trial.state.name.lower(), "map50": trial.value,
-                 "epochs_run": len(trial.intermediate_values), **trial.params}
+                 "epochs_run": len(trial.intermediate_values),
+                 "replayed": bool(trial.user_attrs.get("replayed")), **trial.params}
             )  # fmt: skip
         return pd.DataFrame(rows).set_index("trial")
 
@@ -120,6 +121,7 @@ def tune(
     progress: bool = False,
     model: str | os.PathLike | None = None,
     trusted_dirs: tuple[str | os.PathLike, ...] = (),
+    trained: dict[tuple, Any] | None = None,
 ) -> TuneResult:
     """Bayesian hyper-parameter search with Optuna, stopping bad trials early.
 
@@ -147,6 +149,11 @@ def tune(
         trusted_dirs: Folders whose ``.pt`` files count as trained by this course (``model``
             must be in one of them, or in ``out_dir``; see
             :func:`tcv_helpers.model.train.resolve_model`).
+        trained: Completed trials shared between searches of the same budget (settings ->
+            per-epoch mAP50 and result; :func:`compare_searches` passes one). A trial whose
+            settings were already trained is replayed, not trained again: training is
+            deterministic for a seed, and the replay reports the same mAP50 per epoch, so the
+            pruner decides as it would have. Such a trial's ``replayed`` attribute says so.
 
     Returns:
         The search; :attr:`TuneResult.best_params` are the settings to train with.
@@ -163,7 +170,9 @@ def tune(
     if not space:
         raise ValueError("The search space is empty.")
     if sampler == "tpe":
-        chosen = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(3, n_trials))
+        # A third of the budget starts at random, the rest is proposed by the model: with
+        # start-up trials equal to the budget, TPE would be random search under another name.
+        chosen = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, n_trials // 3))
     elif sampler == "random":
         chosen = optuna.samplers.RandomSampler(seed=seed)
     elif sampler == "grid":
@@ -183,6 +192,7 @@ def tune(
 
     def objective(trial: Any) -> float:
         params = _suggest(trial, space)
+        key = (str(data_yaml), str(model), epochs, fraction, seed, *sorted(params.items()))
 
         def report(epoch: int, metrics: dict[str, float]) -> None:
             if "metrics/mAP50(B)" in metrics:
@@ -190,11 +200,26 @@ def tune(
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"mAP50 below the median at epoch {epoch}")
 
+        if trained is not None and key in trained:
+            per_epoch, value = trained[key]
+            trial.set_user_attr("replayed", True)
+            for epoch, map50 in per_epoch:
+                report(epoch, {"metrics/mAP50(B)": map50})
+            return value
+        seen: list[tuple[int, float]] = []
+
+        def record(epoch: int, metrics: dict[str, float]) -> None:
+            if "metrics/mAP50(B)" in metrics:
+                seen.append((epoch, metrics["metrics/mAP50(B)"]))
+            report(epoch, metrics)
+
         result = train(
             data_yaml, profile=validated, out_dir=out_dir, name=f"trial-{trial.number}",
-            publish_as=None, seed=seed, on_epoch=report, fraction=fraction, model=model,
+            publish_as=None, seed=seed, on_epoch=record, fraction=fraction, model=model,
             trusted_dirs=trusted_dirs, **params,
         )  # fmt: skip
+        if trained is not None:
+            trained[key] = (seen, result.map50)
         return result.map50
 
     start = time.perf_counter()
@@ -249,7 +274,8 @@ class SearchComparison:
         return frame
 
     def table(self) -> pd.DataFrame:
-        """One row per method: trials, complete and pruned, best mAP50, seconds, best settings."""
+        """One row per method: trials (complete, pruned, replayed), best mAP50, seconds, best
+        settings."""
         import pandas as pd
 
         rows = []
@@ -258,6 +284,7 @@ class SearchComparison:
             rows.append(
                 {"method": METHOD_NAMES.get(method, method), "trials": len(states),
                  "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
+                 "replayed": sum(bool(t.user_attrs.get("replayed")) for t in result.study.trials),
                  "best_map50": result.best_value, "seconds": round(result.seconds, 1),
                  "best_params": result.best_params}
             )  # fmt: skip
@@ -297,7 +324,9 @@ def compare_searches(
     **options: Any,
 ) -> SearchComparison:
     """Runs :func:`tune` once per method on the same budget: the same trials, epochs, images,
-    search space, seed and pruning rule; only the sampler differs.
+    search space, seed and pruning rule; only the sampler differs. Settings a method proposes
+    that an earlier method already trained are replayed from that training (random search and
+    TPE's random start-up propose the same first trials for a seed).
 
     Args:
         data_yaml: The dataset.
@@ -321,9 +350,10 @@ def compare_searches(
         )
     folder = Path(out_dir)
     results = {}
+    trained: dict[tuple, Any] = {}  # a trial two methods both propose is trained once
     for method in methods:
         results[method] = tune(
             data_yaml, profile=profile, out_dir=folder / method, n_trials=n_trials,
-            sampler=method, **options,
+            sampler=method, trained=trained, **options,
         )  # fmt: skip
     return SearchComparison(results)

@@ -9,7 +9,7 @@ metrics back from a run's TensorBoard event files.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
@@ -119,13 +119,22 @@ class LiveCurves:
         train(data_yaml, profile=cfg.profile, out_dir=models, on_epoch=curves)
     """
 
-    def __init__(self, *, show: bool | None = None, figsize: tuple[float, float] = (11, 3.8)):
+    def __init__(
+        self,
+        *,
+        show: bool | None = None,
+        figsize: tuple[float, float] = (11, 3.8),
+        draw: Callable[[Figure, pd.DataFrame], Figure] | None = None,
+    ):
         """Creates the figure.
 
         Args:
             show: Display the figure (None: only inside IPython/Jupyter).
             figsize: Figure size in inches.
+            draw: Draws the epochs so far into the figure (default: YOLO's losses and mAP;
+                :func:`tcv_helpers.model.classify.draw_history` for a classifier).
         """
+        self.draw = draw or _draw
         self.figure = Figure(figsize=figsize)
         self.rows: list[dict[str, float]] = []
         self.show = _in_ipython() if show is None else show
@@ -144,7 +153,7 @@ class LiveCurves:
         self.rows = [r for r in self.rows if r["epoch"] != epoch]
         self.rows.append({"epoch": epoch, **{k: float(v) for k, v in metrics.items()}})
         self.rows.sort(key=lambda r: r["epoch"])
-        _draw(self.figure, self.frame())
+        self.draw(self.figure, self.frame())
         if self.show:
             from IPython.display import display
 

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
+from tcv_helpers.env import use_every_core
+
 #: Confidence threshold for predictions that are scored by mAP: low, as in Ultralytics' own
 #: validation, so that the precision-recall curve is traced to its end.
 EVAL_CONFIDENCE = 0.001
@@ -40,7 +42,10 @@ def quiet_ultralytics(verbose: bool = False) -> Iterator[None]:
 
     Its console log is thousands of lines in a notebook; the course shows its own progress
     (live curves, one line per result). Warnings still show. ``verbose=True`` changes nothing.
+    Every Ultralytics call the course makes goes through here or :func:`load_yolo`, which also
+    keep PyTorch on every core (:func:`tcv_helpers.env.use_every_core`).
     """
+    use_every_core()
     if verbose:
         yield
         return
@@ -83,6 +88,7 @@ def load_yolo(model: str | os.PathLike | Any, *, trusted: bool = False) -> Any:
 
     from tcv_helpers.trust import check_weights
 
+    use_every_core()
     if not isinstance(model, str | os.PathLike):
         return model
     path = Path(model)
