@@ -124,11 +124,20 @@ def test_evaluation_counts_what_it_reports():
     }
 
 
-def test_regularisation_runs_differ_only_in_their_switches():
+def test_regularisation_runs_differ_only_in_their_switches(monkeypatch):
     train, val = _toy(64)
+    real = classify.fit
     runs = {"none": (0.0, 0.0, False), "both": (0.5, 0.1, True)}
     table = regularisation_study(train, val, runs=runs, epochs=2, lr=1e-2)
     assert list(table.index) == ["none", "both"]
+    seen = []
+    monkeypatch.setattr(
+        classify,
+        "fit",
+        lambda model, tr, va, **kw: seen.append((len(tr), len(va))) or real(model, tr, va, **kw),
+    )
+    regularisation_study(train, val, runs=runs, epochs=1, train_size=10, val_size=4)
+    assert seen == [(11, 4), (11, 4)], "about 10 and 4 crops, evenly spread"
     assert table.loc["both", "dropout"] == 0.5 and bool(table.loc["both", "augmentation"])
     assert (table["gap"] == table["train_acc"] - table["val_acc"]).all()
     assert ((table["val_acc"] >= 0) & (table["val_acc"] <= table["best_val_acc"])).all()

@@ -139,6 +139,7 @@ CLAIMS = {
     "ResNet-18": ("resnet18",),
     "k-fold cross-validation grouped by camera": ("groupkfold",),
     "regularisation table": ("regularisation_study",),
+    "Keras 3 (PyTorch backend)": ("import keras", "keras_backend"),
 }
 
 
