@@ -684,9 +684,9 @@ def regularisation_study(
         runs: Name -> (dropout, weight decay, augmentation); default :data:`REGULARISATION_RUNS`.
         epochs: Epochs of every run.
         seed: Seed of every run.
-        train_size: Train on about this many crops, evenly spread over ``train`` (None: all):
+        train_size: Train on this many crops, evenly spread over ``train`` (None: all):
             a small set over-fits sooner, and the study stays as fast on a large dataset.
-        val_size: Validate on about this many crops of ``val`` (None: all).
+        val_size: Validate on this many crops of ``val``, evenly spread (None: all).
         **options: Passed to :func:`fit` (``lr``, ``batch``).
 
     Returns:
@@ -713,10 +713,10 @@ def regularisation_study(
 
 
 def _spread(crops: Crops, size: int | None) -> Crops:
-    """About ``size`` crops taken at an even step through ``crops`` (all of them for None)."""
+    """``size`` crops spread evenly through ``crops`` (all of them for None)."""
     if size is None or len(crops) <= size:
         return crops
-    return crops.subset(range(0, len(crops), max(1, len(crops) // size)))
+    return crops.subset(np.unique(np.linspace(0, len(crops) - 1, size).round().astype(np.int64)))
 
 
 def regularisation_metrics(table: pd.DataFrame) -> dict[str, float]:
