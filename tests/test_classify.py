@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
+from tiny import toy_crops
 
 from tcv_helpers.model import classify
 from tcv_helpers.model.classify import (
@@ -23,18 +24,6 @@ from tcv_helpers.model.curves import LiveCurves
 @pytest.fixture(scope="module")
 def crops(tiny_dataset):
     return crops_from_dataset(tiny_dataset.root, splits=("train", "val", "test"))
-
-
-def _toy(n: int = 96, seed: int = 0) -> tuple[Crops, Crops]:
-    """Two classes anyone can tell apart (dark or bright crops), six cameras."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 2
-    images = rng.integers(0, 60, (n, 3, 16, 16)).astype(np.uint8)
-    images[labels == 1] += 150
-    cameras = np.array([f"cam-{i % 6}" for i in range(n)])
-    splits = np.where(np.isin(cameras, ["cam-4", "cam-5"]), "val", "train")
-    everything = Crops(images, labels, cameras, splits, ("car", "truck"))
-    return everything.split("train"), everything.split("val")
 
 
 def test_crops_come_from_the_labelled_boxes_and_keep_cameras_apart(crops, tiny_dataset):
@@ -71,7 +60,7 @@ def test_unreadable_images_and_empty_datasets_are_named(tiny_dataset, tmp_path):
 
 
 def test_the_loop_learns_keeps_the_best_epoch_and_stops_early(tmp_path):
-    train, val = _toy(97)  # 65 training crops: a last batch of one is left out (batch norm)
+    train, val = toy_crops(97)  # 65 training crops: a last batch of one is left out (batch norm)
     seen = []
     run = fit(
         SmallCNN(2, width=8, seed=0), train, val, epochs=30, patience=3, lr=1e-2, seed=0,
@@ -99,7 +88,7 @@ def test_the_loop_learns_keeps_the_best_epoch_and_stops_early(tmp_path):
 
 
 def test_fit_refuses_what_cannot_train():
-    train, val = _toy()
+    train, val = toy_crops()
     with pytest.raises(ValueError, match="crops to train and to validate"):
         fit(SmallCNN(2), train, val.subset([]))
     with pytest.raises(ValueError, match="lr > 0"):
@@ -107,7 +96,7 @@ def test_fit_refuses_what_cannot_train():
 
 
 def test_evaluation_counts_what_it_reports():
-    train, val = _toy()
+    train, val = toy_crops()
     run = fit(SmallCNN(2, width=8, seed=0), train, val, epochs=8, lr=1e-2, seed=0)
     report = evaluate(run.model, val, repeats=3)
     predicted = classify.predict(run.model, val)
@@ -125,7 +114,7 @@ def test_evaluation_counts_what_it_reports():
 
 
 def test_regularisation_runs_differ_only_in_their_switches(monkeypatch):
-    train, val = _toy(64)
+    train, val = toy_crops(64)
     real = classify.fit
     runs = {"none": (0.0, 0.0, False), "both": (0.5, 0.1, True)}
     table = regularisation_study(train, val, runs=runs, epochs=2, lr=1e-2)
@@ -147,7 +136,7 @@ def test_regularisation_runs_differ_only_in_their_switches(monkeypatch):
 
 
 def test_kfold_holds_each_camera_out_once():
-    train, val = _toy()
+    train, val = toy_crops()
     everything = Crops(
         np.concatenate([train.images, val.images]), np.concatenate([train.labels, val.labels]),
         np.concatenate([train.cameras, val.cameras]), np.concatenate([train.splits, val.splits]),
@@ -187,7 +176,7 @@ def test_backbone_says_where_its_weights_came_from(monkeypatch):
 
 
 def test_curves_and_pictures(crops):
-    train, val = _toy()
+    train, val = toy_crops()
     live = LiveCurves(show=False, draw=classify.draw_history)
     run = fit(SmallCNN(2, width=8, seed=0), train, val, epochs=2, on_epoch=live)
     assert len(live.frame()) == 2 and len(live.figure.axes) == 2
@@ -199,7 +188,7 @@ def test_curves_and_pictures(crops):
 
 
 def test_comparison_puts_models_side_by_side():
-    train, val = _toy()
+    train, val = toy_crops()
     runs = {
         "a": fit(SmallCNN(2, width=8, seed=0), train, val, epochs=2, seed=0),
         "b": fit(SmallCNN(2, width=4, seed=1), train, val, epochs=3, patience=None, seed=0),
@@ -213,7 +202,7 @@ def test_comparison_puts_models_side_by_side():
 
 
 def test_a_sample_has_the_size_asked_even_when_it_is_most_of_the_crops():
-    train, _ = _toy(200)
+    train, _ = toy_crops(200)
     picked = classify._spread(train, len(train) - 5)  # a step of 1 would keep them all
     assert len(picked) == len(train) - 5 and len(set(picked.cameras)) == len(set(train.cameras))
     assert classify._spread(train, None) is train and classify._spread(train, 10**6) is train

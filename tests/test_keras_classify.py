@@ -4,28 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tiny import toy_crops
 
-from tcv_helpers.model.classify import Crops
 from tcv_helpers.model.keras_classify import keras_status
 
 pytestmark = pytest.mark.skipif(not keras_status(), reason=keras_status().message)
 
 
-def _toy(n: int = 96) -> tuple[Crops, Crops]:
-    rng = np.random.default_rng(0)
-    labels = np.arange(n) % 2
-    images = rng.integers(0, 60, (n, 3, 16, 16)).astype(np.uint8)
-    images[labels == 1] += 150
-    cameras = np.array([f"cam-{i % 6}" for i in range(n)])
-    splits = np.where(np.isin(cameras, ["cam-4", "cam-5"]), "val", "train")
-    crops = Crops(images, labels, cameras, splits, ("car", "truck"))
-    return crops.split("train"), crops.split("val")
-
-
 def test_model_fit_trains_the_same_network_and_stops_early():
     from tcv_helpers.model.keras_classify import keras_fit
 
-    train, val = _toy()
+    train, val = toy_crops()
     run = keras_fit(train, val, epochs=30, patience=3, lr=1e-2, seed=0)
     import keras
 

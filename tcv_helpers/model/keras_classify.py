@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tcv_helpers.env import Availability
-from tcv_helpers.model.classify import MEAN, STD, Crops
+from tcv_helpers.model.classify import Crops, _tensor
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,10 +90,8 @@ def small_cnn(num_classes: int, *, size: int, width: int = 24, dropout: float = 
 
 
 def _inputs(crops: Crops) -> np.ndarray:
-    """Crops as float32 NCHW, normalised as the PyTorch loop normalises them."""
-    x = crops.images.astype(np.float32) / 255
-    mean, std = (np.array(v, np.float32).reshape(1, 3, 1, 1) for v in (MEAN, STD))
-    return (x - mean) / std
+    """Crops as float32 NCHW, normalised exactly as the PyTorch loop feeds them."""
+    return _tensor(crops.images).numpy()
 
 
 @dataclass
