@@ -71,7 +71,12 @@ def speed_rows(
     folder: Path, *, trusted: bool, repeats: int,
 ) -> tuple[list[dict], list]:  # fmt: skip
     """Latency (one at a time) and throughput mode of OpenVINO FP32 and INT8 at ``shape``."""
-    from tcv_helpers.deploy.optimize import _runner, export_onnx, export_openvino, time_variant
+    from tcv_helpers.deploy.optimize import (
+        export_onnx,
+        export_openvino,
+        time_variant,
+        variant_runner,
+    )
     from tcv_helpers.deploy.throughput import measure_throughput
     from tcv_helpers.env import usable_cores
 
@@ -83,7 +88,7 @@ def speed_rows(
             onnx, out_dir=folder / f"{tag}-{kind}_openvino_model", calibration=cal
         )
         times = time_variant(
-            _runner("openvino-" + kind, xml, usable_cores()), frames, repeats=repeats
+            variant_runner("openvino-" + kind, xml, usable_cores()), frames, repeats=repeats
         )
         latency.append({
             "model": f"{family} openvino-{kind}", "input": f"{shape[1]}x{shape[0]}",

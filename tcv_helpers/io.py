@@ -9,7 +9,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +243,26 @@ def read_yaml_mapping(
     if not isinstance(data, dict):
         raise error(f"{what} {name} must hold {holds}, not a {type(data).__name__}.")
     return data
+
+
+def link_or_copy(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """``target`` becomes a symbolic link to ``source`` (an atomic copy where links are
+    impossible: some file systems, Windows without the right); the source is never touched.
+
+    Returns:
+        ``target``.
+    """
+    source, target = Path(source), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    try:
+        target.symlink_to(source.resolve())
+    except (OSError, NotImplementedError):
+        atomic_write_bytes(target, source.read_bytes())
+    return target
+
+
+def write_path_list(paths: Iterable[str | os.PathLike], target: str | os.PathLike) -> Path:
+    """A list of files, one absolute path per line (links not resolved), written atomically:
+    Ultralytics reads such a ``.txt`` as a dataset split and finds each label beside its image."""
+    return atomic_write_text(target, "".join(f"{Path(p).absolute().as_posix()}\n" for p in paths))

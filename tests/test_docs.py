@@ -132,7 +132,7 @@ CLAIMS = {
     "Roboflow": ("roboflow",),
     "TensorBoard": ("tensorboard",),
     "YOLO26": ("yolo26",),
-    "distillation": ("distill",),
+    "knowledge distillation measured": ("teacher_labelled_split", "student_architecture"),
     "Docker": ('"-m", "tcv_helpers.deploy.server"',),  # the image's entry point, run here
     "hand-written PyTorch loop": ("loss.backward()", "optimiser.step()"),
     "early stopping": ("patience",),
@@ -140,6 +140,9 @@ CLAIMS = {
     "k-fold cross-validation grouped by camera": ("groupkfold",),
     "regularisation table": ("regularisation_study",),
     "Keras 3 (PyTorch backend)": ("import keras", "keras_backend"),
+    "instance segmentation": ("train_segmenter", "-seg"),
+    "mask mAP50 beside box mAP50, IoU and Dice": ("mask_map50", "box_map50", "dice"),
+    "early stopping ending the fine-tuning": ('"patience": patience', "stopping_note"),
 }
 
 

@@ -203,7 +203,10 @@ def test_variants_built_only_to_be_timed_calibrate_on_fewer_frames(tiny, monkeyp
 
     def recording(weights, *, imgsz, calibration_images, **kwargs):
         seen[imgsz] = len(calibration_images)
+        timed_only[imgsz] = kwargs.get("timing_only", False)
         return real(weights, imgsz=imgsz, calibration_images=calibration_images, **kwargs)
+
+    timed_only = {}
 
     monkeypatch.setattr(optimize, "build_variants", recording)
     monkeypatch.setattr(optimize, "TIMING_CALIBRATION_FRAMES", 3)
@@ -213,12 +216,31 @@ def test_variants_built_only_to_be_timed_calibrate_on_fewer_frames(tiny, monkeyp
         tiny["weights"], tiny["data"].data_yaml, out_dir=tiny["work"] / "two", imgsz=64, **common
     )
     assert seen == {64: 3, 32: 8}
+    assert timed_only == {64: True, 32: False}, "only the timed build skips bias correction"
     assert all(not math.isnan(row.map50) for row in result.rows)
     seen.clear()  # one size for both: the one build is scored, so it gets every frame
     benchmark(
         tiny["weights"], tiny["data"].data_yaml, out_dir=tiny["work"] / "one", imgsz=32, **common
     )
-    assert seen == {32: 8}
+    assert seen == {32: 8} and timed_only == {64: True, 32: False}
+
+
+def test_timing_builds_skip_bias_correction(monkeypatch, tmp_path):
+    from tcv_helpers.deploy import optimize
+
+    calls = []
+    monkeypatch.setattr(optimize, "export_onnx", lambda weights, *, imgsz, out, trusted: out)
+    monkeypatch.setattr(optimize, "letterbox_frames", lambda images, *, imgsz: ["frame"])
+    monkeypatch.setattr(
+        optimize, "export_openvino", lambda fp32, **kw: calls.append(kw) or Path(kw["out_dir"])
+    )
+    for timing_only in (True, False):
+        optimize.build_variants(
+            "best.pt", imgsz=64, calibration_images=["a.jpg"], out_dir=tmp_path,
+            variants=("openvino-fp32", "openvino-int8"), timing_only=timing_only,
+        )  # fmt: skip
+    int8 = [call for call in calls if call.get("calibration")]
+    assert [call["bias_correction"] for call in int8] == [False, True]
 
 
 def test_search_runs_trials_and_reports_the_best(tiny):

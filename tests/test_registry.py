@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import sys
 import types
 import typing
@@ -31,6 +32,7 @@ from tcv_helpers.data.registry import (
     load_dataset,
     upload_for_labeling,
 )
+from tcv_helpers.data.synth import DATASET_LAYOUT
 from tcv_helpers.project import PROJECT_CLASSES
 
 WORKSHOP = with_overrides(TINY, name="workshop")
@@ -107,6 +109,13 @@ def test_synthetic_is_made_once(tmp_path):
     assert len(list((first.path / "images").rglob("*.jpg"))) == TINY.synth_images
     again = load_dataset("synthetic", data_dir=tmp_path, profile=TINY)
     assert again.path == first.path and "already" in again.message
+    # A set generated before the instance masks (its stamp has no layout) is made again, with them.
+    segment = first.path / "segment"
+    shutil.rmtree(segment)
+    stamp = first.path / ".complete"
+    stamp.write_text(stamp.read_text().replace(f" layout={DATASET_LAYOUT}", ""))
+    older = load_dataset("synthetic", data_dir=tmp_path, profile=TINY)
+    assert "Generated" in older.message and (segment / "data.yaml").is_file()
 
 
 def test_auto_is_synthetic_in_the_smoke_profile(made, monkeypatch):

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -21,6 +22,8 @@ from tcv_helpers.model import train as train_mod
 from tcv_helpers.model.curves import LiveCurves, plot_training, read_tensorboard
 from tcv_helpers.model.train import (
     FINE_TUNE_LR_SCALE,
+    FINE_TUNE_PATIENCE,
+    TrainResult,
     UntrustedWeights,
     WeightsEntry,
     ensure_trained,
@@ -328,6 +331,13 @@ def test_fine_tune_compares_with_scratch(tiny_data, tmp_path):
     assert "trained by this course" in result.fine_tuned.model_note
     assert "from scratch" in result.scratch.model_note
     assert result.scratch.settings["epochs"] == result.fine_tuned.settings["epochs"] == 1
+    # Fine-tuning validates every epoch, so early stopping can act (issue 16); the run from
+    # scratch trains for the epochs fine-tuning used, validated as the profile says.
+    assert result.fine_tuned.settings["val"] is True
+    assert result.fine_tuned.settings["patience"] == FINE_TUNE_PATIENCE
+    assert result.fine_tuned.best_epoch == 1 and not result.fine_tuned.stopped_early
+    assert result.scratch.settings["val"] is one.validate_each_epoch
+    assert result.scratch.best_epoch is None, "validated only at the end: no best epoch"
     # A trained model is fine-tuned gently (no warm-up, a tenth of the rate): the profile's
     # settings undo what it learned. From scratch keeps the profile's.
     assert result.fine_tuned.settings["warmup_epochs"] == 0.0
@@ -345,9 +355,39 @@ def test_fine_tune_compares_with_scratch(tiny_data, tmp_path):
     ]
     assert list(table["epochs"]) == [1, 0, 1, 1]
     assert 0 <= result.before["map50"] <= 1 and "map50_95" in result.before
+    figure = result.plot()
+    fitness = figure.axes[2]
+    assert fitness.get_title().startswith("validation mAP50-95")
+    lines = {line.get_label(): line for line in fitness.lines}
+    assert list(lines) == ["fine-tuned", "_child1", "from scratch", "before"]
+    assert len(lines["from scratch"].get_xdata()) == 1, "validated once: one point, not zeros"
+    assert list(lines["_child1"].get_xdata()) == [1], "the best epoch is ringed"
     only_path = fine_tune(source.best, target, profile=one, out_dir=models, workers=0)
     assert only_path.pretrained is None and len(only_path.table()) == 3
     assert only_path.before == result.before, "the same weights score the same before"
+
+
+def _run(epochs: int, asked: int, best: int | None, patience: int = 2) -> TrainResult:
+    path = Path("runs/x/weights/best.pt")
+    return TrainResult(
+        run_dir=path.parent.parent, best=path, last=path, history=_frame(epochs), map50=0.5,
+        map50_95=0.3, seconds=1.0, images_per_second=1.0, epochs=epochs,
+        settings={"patience": patience}, epochs_asked=asked, best_epoch=best,
+    )  # fmt: skip
+
+
+def test_stopping_note_says_where_early_stopping_acted():
+    stopped = _run(6, 10, 4)
+    assert stopped.stopped_early
+    assert stopped.stopping_note() == (
+        "Early stopping ended the run after epoch 6 of 10: validation mAP50-95 had not "
+        "improved for 2 epochs since epoch 4, whose weights are best.pt."
+    )
+    full = _run(10, 10, 9)
+    assert not full.stopped_early and full.stopping_note().startswith("All 10 epochs ran")
+    unvalidated = _run(18, 18, None)
+    assert not unvalidated.stopped_early and "nothing to act on" in unvalidated.stopping_note()
+    assert not _run(3, 10, None).stopped_early, "no validated epochs: not early stopping"
 
 
 @pytest.mark.slow

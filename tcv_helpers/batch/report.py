@@ -35,8 +35,11 @@ FIGURES_DIR = "figures"
 REPORT_FIGURES: dict[str, str] = {
     "04-25": "Custom classifier and backbone: loss and accuracy per epoch",
     "05-16": "Training: losses and validation mAP per epoch",
+    "05-20": "Fine-tuning: validation mAP50-95 per epoch, where early stopping ended it",
+    "05-22c": "Three task types on one frame: classification, detection, segmentation",
     "06-12": "Evaluation: precision-recall curve",
     "07-10": "Search methods: best mAP50 so far per trial",
+    "07-14a": "Distillation: the teacher and its two students, mAP50 and latency",
     "07-16": "Benchmark: latency, throughput and mAP50 per variant",
     "d268bdd6": "Monitoring: the drift timeline",
     "5749873b": "Counting: vehicles over time per direction",

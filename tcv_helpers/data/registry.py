@@ -305,11 +305,14 @@ def upload_for_labeling(
 
 
 def _synthetic(workspace_data: Path, profile: Profile, seed: int) -> LoadedDataset:
-    from tcv_helpers.data.synth import generate_dataset
+    from tcv_helpers.data.synth import DATASET_LAYOUT, generate_dataset
 
     root = workspace_data / f"synthetic-{profile.name}-{seed}"
     stamp = root / ".complete"
-    wanted = f"images={profile.synth_images} cameras={profile.synth_cameras} seed={seed}\n"
+    wanted = (
+        f"images={profile.synth_images} cameras={profile.synth_cameras} seed={seed} "
+        f"layout={DATASET_LAYOUT}\n"
+    )
     if stamp.is_file() and stamp.read_text() == wanted:
         message = (
             f"Using the synthetic dataset already in {root.name} ({profile.synth_images} frames)."

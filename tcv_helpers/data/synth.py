@@ -7,6 +7,10 @@ perspective, and hide each other; half the lanes carry traffic towards the camer
 half away from it (tail lights). Conditions are day, night, rain and fog; the camera name and
 time are burned into the corner, and JPEG artefacts come from saving at a varying quality.
 
+Every labelled vehicle also has an instance mask: the outline of its visible pixels, written as
+YOLO segmentation labels in a dataset of its own (``segment/`` inside the generated folder, the
+same frames), so that detection and segmentation train on the same pictures.
+
 Besides single frames it makes short **sequences** of one camera with vehicles moving along their
 lanes and their track ids: the ground truth for counting (notebook 10).
 
@@ -59,6 +63,16 @@ FOLLOW_GAP = 0.6
 VISIBLE_CROSSING_S = 0.5
 #: Boxes smaller than this many pixels (at the generated size) are not labelled.
 MIN_BOX_PX = 6
+#: Most distance, in pixels, between a segmentation outline and the visible pixels' boundary
+#: it simplifies (``cv2.approxPolyDP``'s epsilon): a few vertices per vehicle, not a staircase.
+OUTLINE_TOLERANCE = 0.75
+#: The folder, inside a generated dataset, of its segmentation dataset (own ``data.yaml``,
+#: ``images/`` and ``labels/``: Ultralytics finds labels by replacing ``/images/`` with
+#: ``/labels/`` in an image's path, so detection and segmentation labels need their own roots).
+SEGMENT_DIR = "segment"
+#: Version of what :func:`generate_dataset` writes; a set of an older version found in a
+#: workspace is generated again (2: the ``segment/`` dataset of instance masks was added).
+DATASET_LAYOUT = 2
 SPLITS = ("train", "val", "test")
 #: Sky (top, horizon) and ground colours a camera's scene is drawn from.
 SKIES = (
@@ -244,11 +258,16 @@ class SyntheticFrame:
         image: The RGB frame.
         boxes: ``(N, 4)`` float array of ``x1, y1, x2, y2`` in pixels (visible extent).
         class_ids: ``(N,)`` int array of ids into :data:`~tcv_helpers.project.PROJECT_CLASSES`.
-        polygons: One outline per labelled vehicle, ``(K, 2)`` arrays in pixels.
+        polygons: One outline per labelled vehicle, ``(K, 2)`` arrays in pixels: the whole
+            body, also where a nearer vehicle hides it.
         track_ids: ``(N,)`` track ids (meaningful in sequences).
         condition: ``day``, ``night``, ``rain`` or ``fog``.
         camera: The camera name burned into the frame.
         timestamp: The time burned into the frame.
+        segments: One polygon per labelled vehicle, ``(K, 2)`` arrays in pixels, around its
+            *visible* pixels (what nearer vehicles and the frame edge leave): its instance mask,
+            whose bounding box is the vehicle's box to within a pixel. Parts cut apart by a nearer vehicle are
+            joined by zero-width bridges, since a YOLO segmentation label is one polygon.
     """
 
     image: Image.Image
@@ -259,6 +278,7 @@ class SyntheticFrame:
     condition: str
     camera: str
     timestamp: datetime = START
+    segments: list[np.ndarray] = field(default_factory=list)
 
     @property
     def class_names(self) -> list[str]:
@@ -388,7 +408,7 @@ def draw_frame(
         )
     owner = np.asarray(ids)
     after = np.bincount(owner.ravel(), minlength=len(vehicles) + 1)
-    boxes, class_ids, polygons, tracks = [], [], [], []
+    boxes, class_ids, polygons, tracks, segments = [], [], [], [], []
     for rank, (i, body) in outlines.items():
         v = vehicles[i]
         full = Image.new("L", img.size, 0)
@@ -398,7 +418,8 @@ def draw_frame(
             continue  # mostly hidden behind nearer vehicles
         if after[rank] / (full_area * zoom**2) < MIN_VISIBLE:
             continue  # mostly outside the frame
-        ys, xs = np.nonzero(owner == rank)
+        visible = owner == rank
+        ys, xs = np.nonzero(visible)
         box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
         if box[2] - box[0] < MIN_BOX_PX or box[3] - box[1] < MIN_BOX_PX:
             continue
@@ -406,6 +427,8 @@ def draw_frame(
         class_ids.append(PROJECT_CLASSES.index(v.class_name))
         polygons.append(np.clip(_roll_points(camera, body, zoom), 0, [camera.width, camera.height]))
         tracks.append(v.track_id)
+        left, top, right, bottom = (int(c) for c in box)
+        segments.append(_visible_outline(visible[top:bottom, left:right], left, top))
 
     if night:
         img = Image.fromarray(
@@ -430,7 +453,37 @@ def draw_frame(
         condition=condition,
         camera=camera.name,
         timestamp=timestamp,
+        segments=segments,
     )
+
+
+def _visible_outline(visible: np.ndarray, left: int, top: int) -> np.ndarray:
+    """One polygon, in frame pixels, around the ``True`` pixels of a mask cut from the frame at
+    ``(left, top)``.
+
+    The boundary (``cv2.findContours``, pixel centres) is simplified to within
+    :data:`OUTLINE_TOLERANCE`; separate parts are joined, largest first, by a zero-width bridge
+    between their nearest vertices (there and back), which fills to the same pixels.
+    """
+    import cv2
+
+    contours, _ = cv2.findContours(
+        visible.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    parts = [cv2.approxPolyDP(c, OUTLINE_TOLERANCE, True).reshape(-1, 2) for c in contours]
+    parts = [p.astype(np.float64) for p in parts if len(p) >= 3]  # slivers of a pixel or two
+    if not parts:  # a thin line of pixels: its bounding rectangle
+        ys, xs = np.nonzero(visible)
+        x1, y1, x2, y2 = xs.min(), ys.min(), xs.max(), ys.max()
+        parts = [np.array([(x1, y1), (x2, y1), (x2, y2), (x1, y2)], dtype=np.float64)]
+    parts.sort(key=lambda p: -abs(cv2.contourArea(p.astype(np.float32))))
+    outline = parts[0]
+    for part in parts[1:]:
+        gaps = ((outline[:, None, :] - part[None, :, :]) ** 2).sum(axis=-1)
+        i, j = np.unravel_index(int(gaps.argmin()), gaps.shape)
+        loop = np.roll(part, -j, axis=0)
+        outline = np.concatenate([outline[: i + 1], loop, loop[:1], outline[i:]])
+    return outline + np.array([left + 0.5, top + 0.5])  # pixel centres, in frame pixels
 
 
 def _roll_transform(camera: Camera) -> tuple[tuple[float, ...] | None, float]:
@@ -542,6 +595,8 @@ class SynthDataset:
         boxes: Labelled boxes per class name.
         sequences: Sequence folders (for counting).
         cameras: Split of each camera id.
+        segment_yaml: The ``data.yaml`` of the segmentation dataset (``segment/``: the same
+            frames with instance-mask polygons as labels).
     """
 
     root: Path
@@ -551,6 +606,7 @@ class SynthDataset:
     boxes: dict[str, int] = field(default_factory=dict)
     sequences: list[Path] = field(default_factory=list)
     cameras: dict[str, str] = field(default_factory=dict)
+    segment_yaml: Path | None = None
 
 
 def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
@@ -570,6 +626,46 @@ def _yolo_lines(frame: SyntheticFrame) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+def segment_lines(frame: SyntheticFrame) -> str:
+    """A frame's YOLO segmentation labels: ``class x1 y1 x2 y2 ...`` per vehicle, normalised.
+
+    Args:
+        frame: The frame (its :attr:`~SyntheticFrame.segments` and class ids).
+
+    Returns:
+        The label file's text (one line per vehicle, in the order of the boxes).
+
+    Raises:
+        ValueError: If the frame has no segment for each box (a frame made by hand).
+    """
+    from tcv_helpers.data.yolo import format_yolo_number as num
+
+    if len(frame.segments) != len(frame.class_ids):
+        raise ValueError(
+            f"{len(frame.class_ids)} vehicles but {len(frame.segments)} segments in the frame."
+        )
+    scale = np.array(frame.image.size, dtype=np.float64)
+    lines = []
+    for outline, cls in zip(frame.segments, frame.class_ids, strict=True):
+        points = np.clip(outline / scale, 0.0, 1.0).ravel()
+        lines.append(" ".join([str(int(cls)), *(num(float(v)) for v in points)]))
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _link_or_copy(source: Path, dest: Path, data: bytes) -> None:
+    """``dest`` becomes a hard link to ``source`` (no second copy on disk), atomically; where
+    the file system has no hard links (Google Drive, some network shares), a copy of ``data``."""
+    tmp = dest.with_name(f".{dest.name}.link.tmp")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(source, tmp)
+        os.replace(tmp, dest)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        atomic_write_bytes(dest, data)
+
+
 def _make_one(task: tuple) -> tuple[str, str, str, str, str, int, list[int]]:
     """Renders, encodes and writes one frame (runs in a worker process)."""
     root, index, cam_index, seed, width, height, split, condition = task
@@ -587,8 +683,12 @@ def _make_one(task: tuple) -> tuple[str, str, str, str, str, int, list[int]]:
     )
     stem = f"{camera.camera_id}_{index:06d}"
     image_rel = f"images/{split}/{stem}.jpg"
-    atomic_write_bytes(Path(root) / image_rel, _encode_jpeg(frame.image, int(rng.integers(55, 92))))
+    jpeg = _encode_jpeg(frame.image, int(rng.integers(55, 92)))
+    image = atomic_write_bytes(Path(root) / image_rel, jpeg)
     atomic_write_text(Path(root) / f"labels/{split}/{stem}.txt", _yolo_lines(frame))
+    segment = Path(root) / SEGMENT_DIR
+    _link_or_copy(image, segment / image_rel, jpeg)
+    atomic_write_text(segment / f"labels/{split}/{stem}.txt", segment_lines(frame))
     return (
         image_rel,
         camera.camera_id,
@@ -617,7 +717,10 @@ def generate_dataset(
 
     Writes, under ``out``: ``images/{train,val,test}/*.jpg`` and ``labels/...`` in YOLO format,
     ``data.yaml`` for Ultralytics, ``annotations/instances_<split>.json`` (COCO), ``manifest.csv`` (image, camera_id, timestamp, source,
-    condition, split, boxes), and ``sequences/<camera>-<k>/`` with frames and ``tracks.csv``.
+    condition, split, boxes), ``sequences/<camera>-<k>/`` with frames and ``tracks.csv``, and
+    the segmentation dataset ``segment/`` (:data:`SEGMENT_DIR`): its own ``data.yaml`` and
+    ``manifest.csv``, the same images (hard links, or copies where links are impossible) and
+    ``labels/`` with one polygon per box (:func:`segment_lines`).
     Cameras are split whole into train/val/test (no camera in two splits). Every file is
     written atomically; the same arguments give the same files.
 
@@ -680,9 +783,11 @@ def generate_dataset(
         for cls in class_ids:
             result.boxes[PROJECT_CLASSES[cls]] = result.boxes.get(PROJECT_CLASSES[cls], 0) + 1
     atomic_write_text(result.manifest, buffer.getvalue())
+    atomic_write_text(root / SEGMENT_DIR / "manifest.csv", buffer.getvalue())  # same image paths
     for split in SPLITS:  # Ultralytics wants every listed folder to exist
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for folder in (root, root / SEGMENT_DIR):
+            (folder / "images" / split).mkdir(parents=True, exist_ok=True)
+            (folder / "labels" / split).mkdir(parents=True, exist_ok=True)
     write_data_yaml(
         result.data_yaml,
         names=PROJECT_CLASSES,
@@ -690,6 +795,14 @@ def generate_dataset(
         root=root,
         header="# Embedded synthetic traffic-camera dataset (tcv data synth); classes: project "
         "taxonomy.",
+    )
+    result.segment_yaml = write_data_yaml(
+        root / SEGMENT_DIR / "data.yaml",
+        names=PROJECT_CLASSES,
+        splits={split: f"images/{split}" for split in SPLITS},
+        root=root / SEGMENT_DIR,
+        header="# Instance masks of the embedded synthetic set (tcv data synth): the same frames, "
+        "one YOLO segmentation polygon per vehicle.",
     )
     coco = read_labels(root, "yolo")  # the same labels as COCO json, beside the YOLO files
     coco.root = None  # written into the dataset itself, images stay where they are

@@ -104,6 +104,35 @@ def _cameras(dataset: Any, images: Sequence[Path]) -> list[str]:
     return [by_image.get(str(p.resolve()), p.stem.rsplit("_", 1)[0]) for p in images]
 
 
+def cut_crop(frame: np.ndarray, box: Sequence[float], *, size: int = CROP) -> np.ndarray:
+    """A box cut out of a frame as the classifier sees it: square, with :data:`CONTEXT` around
+    it, grey (114) beyond the frame's edge, resized to ``size``.
+
+    Args:
+        frame: The frame, ``(H, W, 3)`` BGR (as OpenCV reads it).
+        box: ``x1, y1, x2, y2`` in the frame's pixels.
+        size: Crop side in pixels.
+
+    Returns:
+        ``(3, size, size)`` uint8, RGB (a row of :attr:`Crops.images`).
+    """
+    import cv2
+
+    x1, y1, x2, y2 = (float(v) for v in box)
+    height, width = frame.shape[:2]
+    side = max(x2 - x1, y2 - y1) * (1 + 2 * CONTEXT)
+    edge = max(1, round(side))
+    left = round((x1 + x2) / 2 - side / 2)
+    top = round((y1 + y2) / 2 - side / 2)
+    crop = np.full((edge, edge, 3), 114, dtype=np.uint8)  # grey beyond the frame
+    x0, y0 = max(left, 0), max(top, 0)
+    xe, ye = min(left + edge, width), min(top + edge, height)
+    if xe > x0 and ye > y0:
+        crop[y0 - top : ye - top, x0 - left : xe - left] = frame[y0:ye, x0:xe]
+    crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(crop[:, :, ::-1].transpose(2, 0, 1))
+
+
 def crops_from_dataset(
     data: str | os.PathLike,
     *,
@@ -146,19 +175,10 @@ def crops_from_dataset(
                 raise ValueError(f"{path} is not a readable image.")
             height, width = frame.shape[:2]
             boxes = dataset.annotations(path, size=(width, height))
-            for (x1, y1, x2, y2), label in zip(boxes.xyxy, boxes.class_id, strict=True):
-                if min(x2 - x1, y2 - y1) < MIN_SIDE:
+            for box, label in zip(boxes.xyxy, boxes.class_id, strict=True):
+                if min(box[2] - box[0], box[3] - box[1]) < MIN_SIDE:
                     continue
-                side = max(x2 - x1, y2 - y1) * (1 + 2 * CONTEXT)
-                edge = max(1, round(side))
-                left = round((x1 + x2) / 2 - side / 2)
-                top = round((y1 + y2) / 2 - side / 2)
-                crop = np.full((edge, edge, 3), 114, dtype=np.uint8)  # grey beyond the frame
-                x0, y0 = max(left, 0), max(top, 0)
-                xe, ye = min(left + edge, width), min(top + edge, height)
-                crop[y0 - top : ye - top, x0 - left : xe - left] = frame[y0:ye, x0:xe]
-                crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
-                found.append((crop[:, :, ::-1].transpose(2, 0, 1), int(label), camera))
+                found.append((cut_crop(frame, box, size=size), int(label), camera))
         keep = np.arange(len(found))
         if max_per_class is not None and found:
             ids = np.array([f[1] for f in found])

@@ -143,6 +143,10 @@ EXTRA_TRAIN_ARGS: dict[str, dict[str, Any]] = {
 #: rate, 0.243 at a tenth, 0.252 at a thirtieth.
 FINE_TUNE_ARGS: dict[str, Any] = {"warmup_epochs": 0.0}
 FINE_TUNE_LR_SCALE = 0.1
+#: Both runs of :func:`fine_tune` validate after every epoch and stop after this many epochs
+#: without a better validation fitness (mAP50-95): a trained model often has little left to
+#: learn from a small dataset, and early stopping says so instead of spending the epochs.
+FINE_TUNE_PATIENCE = 2
 
 
 def resolve_model(
@@ -354,6 +358,10 @@ class TrainResult:
         epochs: Epochs completed in total (including those before a resume).
         settings: The arguments given to Ultralytics.
         model_note: The sentence from :func:`resolve_model` (or about the resume).
+        epochs_asked: Epochs the run was set to train (0: not known).
+        best_epoch: The epoch of the best validation fitness (mAP50-95), whose weights are
+            ``best``, when every epoch was validated; None when only the last one was (the
+            smoke profile's main run), since early stopping then has nothing to act on.
     """
 
     run_dir: Path
@@ -367,6 +375,32 @@ class TrainResult:
     epochs: int
     settings: dict[str, Any] = field(default_factory=dict)
     model_note: str = ""
+    epochs_asked: int = 0
+    best_epoch: int | None = None
+
+    @property
+    def stopped_early(self) -> bool:
+        """True when early stopping ended the run before the epochs it was set to train."""
+        return self.best_epoch is not None and 0 < self.epochs < self.epochs_asked
+
+    def stopping_note(self) -> str:
+        """One sentence on early stopping: where it stopped the run, or why it did not."""
+        patience = self.settings.get("patience")
+        if self.best_epoch is None:
+            return (
+                f"Validated only after the last of {self.epochs} epochs, so early stopping had "
+                "nothing to act on (set val=True to validate every epoch)."
+            )
+        if self.stopped_early:
+            return (
+                f"Early stopping ended the run after epoch {self.epochs} of {self.epochs_asked}: "
+                f"validation mAP50-95 had not improved for {patience} epochs since epoch "
+                f"{self.best_epoch}, whose weights are best.pt."
+            )
+        return (
+            f"All {self.epochs} epochs ran: validation mAP50-95 never went {patience} epochs "
+            f"without improving (best at epoch {self.best_epoch}, kept as best.pt)."
+        )
 
     def summary(self) -> dict[str, Any]:
         """The key numbers as a flat dictionary (for ``record_metrics`` and tables)."""
@@ -638,11 +672,14 @@ def train(
             map50=round(map50, 4) if math.isfinite(map50) else None, seed=seed,
         )  # fmt: skip
     images = _count_images(data) * max(len(history) - done_before, 0)
+    stopper = getattr(trainer, "stopper", None)  # its best epoch counts from 1
+    every_epoch = bool(getattr(trainer.args, "val", False)) and stopper is not None
     return TrainResult(
         run_dir=run_dir, best=best, last=last, history=history, map50=map50, map50_95=map50_95,
         seconds=seconds, images_per_second=images / seconds if seconds > 0 else 0.0,
         epochs=len(history), settings=dict(trainer.args.__dict__) if resume else settings,
-        model_note=note,
+        model_note=note, epochs_asked=int(getattr(trainer, "epochs", 0) or 0),
+        best_epoch=int(stopper.best_epoch) if every_epoch and stopper.best_epoch else None,
     )  # fmt: skip
 
 
@@ -804,7 +841,7 @@ class FineTuneResult:
     Attributes:
         pretrained: The run on the source dataset (the synthetic set), when known.
         fine_tuned: The target dataset, starting from ``pretrained``'s best weights.
-        scratch: The target dataset from random weights, for the same epochs.
+        scratch: The target dataset from random weights, for the epochs fine-tuning used.
         before: The pretrained weights scored on the target's validation split before any
             fine-tuning (mAP50, mAP50-95): what fine-tuning has to improve on.
     """
@@ -829,17 +866,29 @@ class FineTuneResult:
         return pd.DataFrame(table).set_index("run")
 
     def plot(self) -> Figure:
-        """Training loss per epoch of the fine-tuned and the from-scratch runs, side by side."""
+        """Two training losses and the validation mAP50-95 (what early stopping watches) per
+        epoch of the fine-tuned and the from-scratch runs; a run's best epoch is ringed."""
         fig = Figure(figsize=(11, 3.8))
         axes = fig.subplots(1, 3)
         runs = {"fine-tuned": self.fine_tuned, "from scratch": self.scratch}
-        for ax, loss in zip(axes, ("box_loss", "cls_loss", "dfl_loss"), strict=True):
+        columns = (f"{LOSS_PREFIX}box_loss", f"{LOSS_PREFIX}cls_loss", "metrics/mAP50-95(B)")
+        titles = ("target box_loss", "target cls_loss", "validation mAP50-95 (fitness)")
+        for ax, column, title in zip(axes, columns, titles, strict=True):
             for label, run in runs.items():
-                column = f"{LOSS_PREFIX}{loss}"
-                if column in run.history:
-                    ax.plot(run.history["epoch"], run.history[column], marker=".", label=label)
+                history = run.history
+                if column not in history:
+                    continue
+                if column.startswith("metrics/") and run.best_epoch is None:
+                    history = history.tail(1)  # validated only after the last epoch
+                line = ax.plot(history["epoch"], history[column], marker=".", label=label)
+                best = history[history["epoch"] == run.best_epoch]
+                if column.startswith("metrics/") and len(best):
+                    ax.plot(best["epoch"], best[column], "o", mfc="none", ms=12,
+                            color=line[0].get_color())  # fmt: skip
+            if column.startswith("metrics/") and "map50_95" in self.before:
+                ax.axhline(self.before["map50_95"], color="grey", ls=":", label="before")
             ax.set_xlabel("epoch")
-            ax.set_title(f"target {loss}")
+            ax.set_title(title)
             if ax.lines:
                 ax.legend()
         fig.tight_layout()
@@ -853,6 +902,7 @@ def fine_tune(
     profile: Profile,
     out_dir: str | os.PathLike,
     epochs: int | None = None,
+    patience: int = FINE_TUNE_PATIENCE,
     seed: int = 0,
     on_epoch: EpochCallback | None = None,
     **overrides: Any,
@@ -860,9 +910,11 @@ def fine_tune(
     """Fine-tunes a trained model on another dataset and compares with training from scratch.
 
     The usual story: the synthetic set taught the model what vehicles on a road look like; the
-    real sample (target) is small. Two runs, for the same epochs and settings, go to
-    ``out_dir/finetune`` (starting from ``pretrained``) and ``out_dir/scratch`` (random weights,
-    same architecture); the fine-tuned best weights are copied to ``out_dir/finetuned.pt``
+    real sample (target) is small. Two runs, for the same epochs, go to ``out_dir/finetune`` (starting from ``pretrained``) and ``out_dir/scratch`` (random weights,
+    same architecture). Fine-tuning validates after every epoch and stops early after
+    ``patience`` epochs without a better validation fitness (:meth:`TrainResult.stopping_note`
+    says where); the run from scratch then trains for the epochs fine-tuning used, with the
+    profile's settings. The fine-tuned best weights are copied to ``out_dir/finetuned.pt``
     (``out_dir/best.pt`` is left alone). Both datasets must share the class list (map the
     target's classes first: :func:`tcv_helpers.data.formats.remap_dataset`).
 
@@ -872,7 +924,8 @@ def fine_tune(
         target_yaml: ``data.yaml`` to fine-tune on and to train from scratch on.
         profile: Supplies the training settings.
         out_dir: The workspace's models folder.
-        epochs: Epochs of both runs (default: the profile's).
+        epochs: Most epochs of fine-tuning (default: the profile's).
+        patience: Validated epochs without improvement before fine-tuning stops.
         seed: Random seed of both runs.
         on_epoch: Called after every epoch of both runs.
         **overrides: Any Ultralytics training argument, for both runs.
@@ -886,19 +939,27 @@ def fine_tune(
     out = Path(out_dir).resolve()
     architecture = _architecture_of_weights(weights, default=profile.model, trusted_dirs=(out,))
     common: dict[str, Any] = {
-        "profile": profile, "out_dir": out, "seed": seed, "epochs": epochs, "on_epoch": on_epoch,
-    }  # fmt: skip
+        "profile": profile,
+        "out_dir": out,
+        "seed": seed,
+        "on_epoch": on_epoch,
+    }
     before = validate_yolo(
         load_yolo(weights, trusted=True), target_yaml, imgsz=profile.imgsz,  # checked above
         device=training_args(profile).get("device") or "cpu",
     )  # fmt: skip
-    gentle = {**FINE_TUNE_ARGS, "lr0": profile.lr0 * FINE_TUNE_LR_SCALE, **overrides}
+    gentle = {
+        **FINE_TUNE_ARGS, "lr0": profile.lr0 * FINE_TUNE_LR_SCALE, "val": True,
+        "patience": patience, **overrides,
+    }  # fmt: skip
     fine_tuned = train(
-        target_yaml, model=weights, name="finetune", publish_as="finetuned.pt", **common, **gentle
-    )
+        target_yaml, model=weights, name="finetune", publish_as="finetuned.pt", epochs=epochs,
+        **common, **gentle,
+    )  # fmt: skip
     scratch = train(
-        target_yaml, model=architecture, name="scratch", publish_as=None, **common, **overrides
-    )
+        target_yaml, model=architecture, name="scratch", publish_as=None,
+        epochs=fine_tuned.epochs, **common, **overrides,
+    )  # fmt: skip
     return FineTuneResult(
         pretrained=pretrained if isinstance(pretrained, TrainResult) else None,
         fine_tuned=fine_tuned,

@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 
 from tcv_helpers.data.dataset import Dataset
 from tcv_helpers.data.labels import label_path_for, read_yolo_labels
-from tcv_helpers.io import atomic_write_bytes, atomic_write_text
+from tcv_helpers.io import atomic_write_bytes, atomic_write_text, link_or_copy, write_path_list
 from tcv_helpers.monitor.review import reviewed_images
 from tcv_helpers.project import PROJECT_CLASSES
 
@@ -57,25 +57,6 @@ FINE_TUNE_LR_SCALE = 1 / 3
 
 
 _LINKED = re.compile(r"^[rb]\d{6}-")
-
-
-def _link(source: Path, target: Path) -> None:
-    """``target`` becomes a symbolic link to ``source`` (a copy where links are impossible)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.unlink(missing_ok=True)
-    try:
-        target.symlink_to(source.resolve())
-    except (OSError, NotImplementedError):
-        atomic_write_bytes(target, source.read_bytes())
-
-
-def _write_list(images: Sequence[Path], target: Path) -> Path:
-    """An Ultralytics image list: absolute paths, links not resolved.
-
-    Unlike :func:`tcv_helpers.data.prep.write_image_list`, which resolves them and so would point
-    back into the base dataset.
-    """
-    return atomic_write_text(target, "".join(f"{p.absolute().as_posix()}\n" for p in images))
 
 
 def merged_data_yaml(
@@ -144,12 +125,12 @@ def merged_data_yaml(
     for tag, images in (("r", reviewed), ("b", train)):
         for index, image in enumerate(images):
             link = out / "images" / f"{tag}{index:06d}-{image.name}"
-            _link(image, link)
+            link_or_copy(image, link)
             label = label_path_for(image)
             if label.is_file():  # no label file: a background image, as in the base
                 atomic_write_bytes(out / "labels" / f"{link.stem}.txt", label.read_bytes())
             linked[tag].append(link)
-    listing = _write_list([*linked["r"] * repeat, *linked["b"]], out / "train.txt")
+    listing = write_path_list([*linked["r"] * repeat, *linked["b"]], out / "train.txt")
     header = (
         f"# {source.yaml_file.resolve()} with {len(reviewed)} reviewed frame(s) from "
         f"{Path(reviewed_dir).resolve()} (x{repeat}) added to train; val and test unchanged."
@@ -259,7 +240,7 @@ def retrain_with_queue(
     control_run = None
     if control:
         base_only = [Path(line) for line in listed[n_reviewed * repeat :]]
-        listing = _write_list(base_only, data_dir / "train-control.txt")
+        listing = write_path_list(base_only, data_dir / "train-control.txt")
         text = data_yaml.read_text(encoding="utf-8").replace(
             str((data_dir / "train.txt").resolve()), str(listing.resolve())
         )
