@@ -146,7 +146,8 @@ def data_synth(
     ] = 2,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """The embedded synthetic traffic-camera dataset: YOLO layout, data.yaml, COCO json, manifest.csv."""
+    """The embedded synthetic traffic-camera dataset: YOLO layout, data.yaml, COCO json, manifest.csv,
+    and its instance masks as a YOLO segmentation dataset (segment/)."""
     from tcv_helpers.data.synth import generate_dataset
 
     try:
@@ -162,6 +163,8 @@ def data_synth(
     typer.echo(
         f"Boxes: {boxes}; sequences: {len(result.sequences)}; Ultralytics: {result.data_yaml}"
     )
+    if result.segment_yaml is not None:
+        typer.echo(f"Instance masks (YOLO segmentation): {result.segment_yaml}")
 
 
 @data_app.command("roboflow")

@@ -19,6 +19,7 @@ def synth(tmp_path_factory):
     result = runner.invoke(app, ["data", "synth", "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "Wrote 240 frames" in result.output
+    assert f"Instance masks (YOLO segmentation): {out / 'segment' / 'data.yaml'}" in result.output
     return out
 
 
