@@ -67,6 +67,9 @@ def test_teacher_labels_become_a_training_split(tiny_dataset, tmp_path, monkeypa
     stale = tmp_path / "split" / "labels" / "old-frame.txt"
     stale.parent.mkdir(parents=True)
     stale.write_text("0 0.5 0.5 0.1 0.1\n")
+    stale_link = tmp_path / "split" / "images" / "000009-old-frame.jpg"
+    stale_link.parent.mkdir(parents=True)
+    stale_link.symlink_to(frames[0].resolve())
     listing, boxes = teacher_labelled_split(
         _Teacher(proposals), frames, ["person", "car"], tmp_path / "split", imgsz=64
     )
@@ -83,6 +86,7 @@ def test_teacher_labels_become_a_training_split(tiny_dataset, tmp_path, monkeypa
     assert (cx * width, cy * height, w * width, h * height) == pytest.approx((30, 40, 40, 40))
     assert empty == [] and person[0].split()[0] == "0"
     assert not stale.exists(), "an earlier run's labels are cleared"
+    assert sorted((tmp_path / "split" / "images").iterdir()) == sorted(linked), "and its links"
     assert {f: hashlib.sha256(f.read_bytes()).hexdigest() for f in frames} == before
     with pytest.raises(ValueError, match="at least one unlabelled frame"):
         teacher_labelled_split(_Teacher({}), [], ["car"], tmp_path / "none", imgsz=64)
@@ -103,7 +107,8 @@ def test_two_students_on_the_same_frames(tiny_model, tmp_path, monkeypatch):
     assert list(dataset.names) == list(PROJECT_CLASSES)
 
     def perfect(teacher, frames, *, conf, imgsz):
-        assert Path(teacher) == tiny_model.weights and imgsz == tiny_model.profile.imgsz
+        assert Path(teacher.ckpt_path) == tiny_model.weights, "the teacher, opened once"
+        assert imgsz == tiny_model.profile.imgsz
         return [dataset.annotations(frame) for frame in frames]
 
     monkeypatch.setattr("tcv_helpers.data.prep.propose_by_model", perfect)

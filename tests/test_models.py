@@ -53,6 +53,12 @@ def test_measure_counts_flops_and_time():
         measure("yolo11n", imgsz=8)
 
 
+def test_a_slow_model_is_timed_fewer_times_than_asked():
+    """Repeats stop once the timed runs used the budget: a two-second model is timed once."""
+    assert measure("yolo11n", imgsz=64, repeats=4, budget_s=0.0).runs == 1
+    assert measure("yolo11n", imgsz=64, repeats=4, budget_s=60.0).runs == 4
+
+
 def test_yolo26n_is_measured_beside_yolo11n():
     """The current, NMS-free family is in the catalogue and built offline like the others."""
     spec = find_spec("yolo26n")

@@ -19,7 +19,6 @@ from tcv_helpers.data.synth import SEGMENT_DIR, render_frame, segment_lines
 from tcv_helpers.model import classify
 from tcv_helpers.model.segment import (
     busiest_frame,
-    load_crop_classifier,
     mask_scores,
     match_masks,
     polygon_masks,
@@ -244,7 +243,7 @@ def _classifier(path: Path, names=("car", "truck")) -> classify.SmallCNN:
 
 def test_the_crop_classifier_loads_as_saved(tmp_path):
     saved = _classifier(tmp_path / "crop_classifier.pt")
-    model, names = load_crop_classifier(tmp_path / "crop_classifier.pt")
+    model, names = classify.load_crop_classifier(tmp_path / "crop_classifier.pt")
     assert names == ("car", "truck")
     x = torch.rand(2, 3, classify.CROP, classify.CROP)
     with torch.no_grad():
@@ -254,9 +253,9 @@ def test_the_crop_classifier_loads_as_saved(tmp_path):
 def test_a_file_that_is_no_crop_classifier_is_refused(tmp_path):
     torch.save({"weights": [1, 2]}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match=r"other\.pt is not a crop classifier"):
-        load_crop_classifier(tmp_path / "other.pt")
+        classify.load_crop_classifier(tmp_path / "other.pt")
     with pytest.raises(FileNotFoundError, match="notebook 04"):
-        load_crop_classifier(tmp_path / "missing.pt")
+        classify.load_crop_classifier(tmp_path / "missing.pt")
 
 
 def test_cut_crop_is_the_box_with_context_in_rgb():

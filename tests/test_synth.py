@@ -166,6 +166,15 @@ def test_sequence_ground_truth(dataset):
     assert 0 < line_y < 360
 
 
+def test_a_sequence_does_not_depend_on_how_many_processes_draw_it(tmp_path):
+    """The traffic is simulated in order and only the drawing is shared out, so one process and
+    two write the same frames and the same tracks."""
+    one = generate_sequence(tmp_path / "one", frames=36, camera_index=2, index=1, workers=1)
+    two = generate_sequence(tmp_path / "two", frames=36, camera_index=2, index=1, workers=2)
+    assert _digest(one) == _digest(two)
+    assert len(list((two / "frames").glob("*.jpg"))) == 36
+
+
 def test_sequence_arguments(tmp_path):
     with pytest.raises(ValueError):
         generate_sequence(tmp_path, frames=0)

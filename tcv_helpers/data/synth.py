@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -666,6 +667,26 @@ def _link_or_copy(source: Path, dest: Path, data: bytes) -> None:
         atomic_write_bytes(dest, data)
 
 
+def _run_tasks(
+    function: Any,
+    tasks: list[tuple],
+    *,
+    workers: int | None,
+    progress: bool = False,
+    desc: str = "",
+) -> list[Any]:
+    """``function`` over ``tasks`` in order, in worker processes (default: the CPU count, at
+    most 8) when there are enough tasks to repay starting them."""
+    from tqdm.auto import tqdm
+
+    workers = workers or min(os.cpu_count() or 1, 8)
+    if workers < 2 or len(tasks) < 32:
+        return [function(t) for t in tqdm(tasks, disable=not progress, desc=desc)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        mapped = pool.map(function, tasks, chunksize=max(1, min(16, len(tasks) // (2 * workers))))
+        return list(tqdm(mapped, total=len(tasks), disable=not progress, desc=desc))
+
+
 def _make_one(task: tuple) -> tuple[str, str, str, str, str, int, list[int]]:
     """Renders, encodes and writes one frame (runs in a worker process)."""
     root, index, cam_index, seed, width, height, split, condition = task
@@ -742,8 +763,6 @@ def generate_dataset(
     Raises:
         ValueError: On a non-positive image count or fewer than 3 cameras.
     """
-    from tqdm.auto import tqdm
-
     from tcv_helpers.data.formats import read_labels, write_labels
 
     if images < 1:
@@ -758,19 +777,7 @@ def generate_dataset(
         cam = index % cameras
         condition = names[int(rng.choice(len(names), p=weights / weights.sum()))]
         tasks.append((str(root), index, cam, seed, width, height, split_of[cam], condition))
-    workers = workers or min(os.cpu_count() or 1, 8)
-    if workers > 1 and images >= 32:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            rows = list(
-                tqdm(
-                    pool.map(_make_one, tasks, chunksize=16),
-                    total=images,
-                    disable=not progress,
-                    desc="synth",
-                )
-            )
-    else:
-        rows = [_make_one(t) for t in tqdm(tasks, disable=not progress, desc="synth")]
+    rows = _run_tasks(_make_one, tasks, workers=workers, progress=progress, desc="synth")
 
     result = SynthDataset(root=root, data_yaml=root / "data.yaml", manifest=root / "manifest.csv")
     result.cameras = {make_camera(i, seed=seed).camera_id: s for i, s in split_of.items()}
@@ -815,6 +822,18 @@ def generate_dataset(
     return result
 
 
+def _draw_sequence_frame(task: tuple) -> list[tuple[list[float], int, int]]:
+    """Draws and writes one frame of a sequence (runs in a worker process): its labels."""
+    folder, f, camera_index, seed, width, height, vehicles, condition, when = task
+    camera = make_camera(camera_index, seed=seed, width=width, height=height)
+    frame = draw_frame(camera, vehicles, condition=condition, timestamp=when, noise_seed=f)
+    atomic_write_bytes(folder / "frames" / f"{f:06d}.jpg", _encode_jpeg(frame.image, 85))
+    return [
+        ([round(float(v), 2) for v in box], int(cls), int(track))
+        for box, cls, track in zip(frame.boxes, frame.class_ids, frame.track_ids, strict=True)
+    ]
+
+
 def generate_sequence(
     out: str | os.PathLike,
     *,
@@ -827,6 +846,7 @@ def generate_sequence(
     height: int = 360,
     condition: str = "day",
     spawn_rate: float = 0.25,
+    workers: int | None = None,
 ) -> Path:
     """A frame sequence of one camera with vehicles moving along their lanes (counting ground truth).
 
@@ -847,6 +867,8 @@ def generate_sequence(
         height: Frame height.
         condition: ``day``, ``night``, ``rain`` or ``fog``.
         spawn_rate: Chance per frame and direction that a new vehicle enters.
+        workers: Processes drawing the frames (default: the CPU count, at most 8); the
+            traffic is simulated first, in order, so the files do not depend on it.
 
     Returns:
         The sequence folder.
@@ -864,7 +886,7 @@ def generate_sequence(
     line_depth = 0.6
     active: list[dict] = []
     next_id, crossings = 1, []  # (track id, direction, frame before the crossing)
-    rows = []
+    tasks, directions = [], []  # per frame: what to draw, and each track's direction
     start = START + timedelta(hours=8 + index)
     for f in range(frames):
         for towards in (True, False):
@@ -884,25 +906,9 @@ def generate_sequence(
             Vehicle(a["class"], a["lane"], a["depth"], a["offset"], a["colour"], a["id"])
             for a in active
         ]
-        frame = draw_frame(
-            camera,
-            vehicles,
-            condition=condition,
-            timestamp=start + timedelta(seconds=f / fps),
-            noise_seed=f,
-        )
-        atomic_write_bytes(folder / "frames" / f"{f:06d}.jpg", _encode_jpeg(frame.image, 85))
-        direction_of = {a["id"]: ("in" if a["towards"] else "out") for a in active}
-        for box, cls, track in zip(frame.boxes, frame.class_ids, frame.track_ids, strict=True):
-            rows.append(
-                [
-                    f,
-                    int(track),
-                    PROJECT_CLASSES[cls],
-                    direction_of[int(track)],
-                    *(round(float(v), 2) for v in box),
-                ]
-            )
+        when = start + timedelta(seconds=f / fps)
+        tasks.append((folder, f, camera_index, seed, width, height, vehicles, condition, when))
+        directions.append({a["id"]: ("in" if a["towards"] else "out") for a in active})
         # Move, leaders first: perspective makes near vehicles move faster on screen, and a
         # vehicle keeps its distance to the one ahead in its lane instead of driving through
         # it (the distance along the road goes as 1 / depth).
@@ -920,6 +926,13 @@ def generate_sequence(
             if (before - line_depth) * (a["depth"] - line_depth) < 0:
                 crossings.append((a["id"], "in" if a["towards"] else "out", f))
         active = [a for a in active if MIN_DEPTH - 0.05 <= a["depth"] <= MAX_DEPTH + 0.3]
+    rows = []
+    drawn = _run_tasks(_draw_sequence_frame, tasks, workers=workers)
+    for f, (labels, direction_of) in enumerate(zip(drawn, directions, strict=True)):
+        rows += [
+            [f, track, PROJECT_CLASSES[cls], direction_of[track], *box]
+            for box, cls, track in labels
+        ]
     seen = {(row[0], row[1]) for row in rows}  # (frame, track) of every labelled vehicle
     near = max(1, round(VISIBLE_CROSSING_S * fps))
     crossed: dict[str, set[int]] = {"in": set(), "out": set()}

@@ -101,7 +101,7 @@ def teacher_labelled_split(
         teacher: A ``.pt`` the course trusts, or a loaded Ultralytics ``YOLO``.
         frames: The unlabelled frames.
         names: The dataset's class names, in order.
-        out_dir: Folder for the split (emptied of an earlier run's labels first).
+        out_dir: Folder for the split (emptied of an earlier run's labels and links first).
         imgsz: The teacher's inference size.
         conf: Lowest confidence kept as a label.
 
@@ -121,8 +121,8 @@ def teacher_labelled_split(
     if not frames:
         raise ValueError("Distillation needs at least one unlabelled frame for the teacher.")
     out = Path(out_dir)
-    for old in (out / "labels").glob("*.txt"):
-        old.unlink()
+    for old in [*(out / "labels").glob("*.txt"), *(out / "images").glob("*")]:
+        old.unlink()  # an earlier run's labels and links (the frames they point to stay)
     proposals = propose_by_model(teacher, frames, conf=conf, imgsz=imgsz)
     index = {name: i for i, name in enumerate(names)}
     linked, boxes = [], 0
@@ -250,10 +250,12 @@ def _latencies_ms(models: dict[str, Path], frames: list[Any], repeats: int) -> d
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def _parameters(weights: Path) -> int:
+def _parameters(model: Path | Any) -> int:
+    """Parameters of a ``.pt`` the course wrote, or of a loaded ``YOLO`` not yet fused."""
     from tcv_helpers.model.predict import load_yolo
 
-    return sum(p.numel() for p in load_yolo(weights, trusted=True).model.parameters())
+    loaded = load_yolo(model, trusted=True) if isinstance(model, Path) else model
+    return sum(p.numel() for p in loaded.model.parameters())
 
 
 def distill(
@@ -333,20 +335,20 @@ def distill(
 
     human = data("labels", write_path_list(chosen, out / "labels-train.txt"))
     from_labels = train(human, name="student-labels", **common)
+    teacher_model = load_yolo(teacher, trusted=True)  # opened once: counted, labels, validated
+    teacher_parameters = _parameters(teacher_model)  # before inference fuses its layers
     taught_list, teacher_boxes = teacher_labelled_split(
-        teacher, chosen, names, out / "teacher-labels", imgsz=profile.imgsz, conf=conf
+        teacher_model, chosen, names, out / "teacher-labels", imgsz=profile.imgsz, conf=conf
     )
     from_teacher = train(data("teacher", taught_list), name="student-teacher", **common)
     with quiet_ultralytics():
-        teacher_map50 = validate_yolo(
-            load_yolo(teacher, trusted=True), human, imgsz=profile.imgsz
-        ).map50
+        teacher_map50 = validate_yolo(teacher_model, human, imgsz=profile.imgsz).map50
     timing = letterbox_frames(list(val[:4]), imgsz=latency_imgsz)
     return DistillResult(
         teacher=teacher, teacher_map50=float(teacher_map50), from_labels=from_labels,
         from_teacher=from_teacher, frames=len(chosen), teacher_boxes=teacher_boxes,
         true_boxes=sum(len(dataset.annotations(p)) for p in chosen),
-        parameters={"teacher": _parameters(teacher), "student": _parameters(from_labels.best)},
+        parameters={"teacher": teacher_parameters, "student": _parameters(from_labels.best)},
         latency_ms=_latencies_ms({"teacher": teacher, "student": from_labels.best}, timing, repeats),
         latency_imgsz=latency_imgsz, seconds=time.perf_counter() - start,
     )  # fmt: skip

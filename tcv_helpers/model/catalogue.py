@@ -126,6 +126,7 @@ class Measurement:
         imgsz: Input size measured at (the size the model is used at).
         published_metric: The benchmark metric.
         published_value: Its published value.
+        runs: Timed runs the latency is the median of.
     """
 
     name: str
@@ -137,10 +138,16 @@ class Measurement:
     imgsz: int
     published_metric: str
     published_value: float
+    runs: int = 1
 
 
 def measure(
-    spec: ModelSpec | str, *, imgsz: int | None = None, repeats: int = 3, threads: int | None = None
+    spec: ModelSpec | str,
+    *,
+    imgsz: int | None = None,
+    repeats: int = 3,
+    threads: int | None = None,
+    budget_s: float = 2.0,
 ) -> Measurement:
     """Measures parameters, FLOPs and CPU latency of one architecture.
 
@@ -149,6 +156,8 @@ def measure(
         imgsz: Square input size (default: the spec's, the size the model is used at).
         repeats: Timed runs after one warm-up (the median counts).
         threads: Torch CPU threads (default: as configured).
+        budget_s: Stop repeating once the timed runs took this long (at least one run): a
+            model at two seconds a frame is measured once, not ``repeats`` times.
 
     Returns:
         The measurement.
@@ -179,8 +188,8 @@ def measure(
         counter = FlopCounterMode(display=False)
         with counter:
             model(batch)
-        times = []
-        for _ in range(repeats):
+        times: list[float] = []
+        while len(times) < repeats and (not times or sum(times) < budget_s):
             start = time.perf_counter()
             model(batch)
             times.append(time.perf_counter() - start)
@@ -195,6 +204,7 @@ def measure(
         imgsz=imgsz,
         published_metric=spec.published_metric,
         published_value=spec.published_value,
+        runs=len(times),
     )
 
 

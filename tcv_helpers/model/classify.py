@@ -888,3 +888,34 @@ def plot_crops(crops: Crops, *, per_class: int = 8, seed: int = 0) -> Figure:
         row[0].set_title(crops.names[label], fontsize=8, loc="left")
     fig.tight_layout()
     return fig
+
+
+def load_crop_classifier(checkpoint: str | os.PathLike) -> tuple[Any, tuple[str, ...]]:
+    """The crop classifier notebook 04 saved (:func:`fit`).
+
+    The checkpoint holds only tensors, names and numbers, so it is read with
+    ``weights_only=True``: no pickled code can run, and no trust check is needed.
+
+    Args:
+        checkpoint: ``models/crop_classifier.pt``.
+
+    Returns:
+        ``(model, class names)``, the model in evaluation mode.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: If it is not a :class:`SmallCNN` checkpoint.
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: notebook 04 saves the crop classifier.")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        state, names = saved["state_dict"], tuple(saved["names"])
+        model = SmallCNN(len(names), width=int(state["features.0.weight"].shape[0]))
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError, OSError) as exc:
+        raise ValueError(
+            f"{path} is not a crop classifier saved by notebook 04 ({type(exc).__name__}: {exc})."
+        ) from None
+    return model.eval(), names

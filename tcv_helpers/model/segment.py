@@ -224,14 +224,11 @@ class SegmenterRun:
     def summary(self) -> dict[str, Any]:
         """The numbers for ``record_metrics`` (``seg_`` prefix)."""
 
-        def number(value: float) -> float | None:
-            return round(value, 4) if math.isfinite(value) else None
-
         return {
-            "seg_mask_map50": number(self.mask_map50),
-            "seg_box_map50": number(self.box_map50),
-            "seg_mask_map50_95": number(self.mask_map50_95),
-            "seg_box_map50_95": number(self.box_map50_95),
+            "seg_mask_map50": _rounded(self.mask_map50),
+            "seg_box_map50": _rounded(self.box_map50),
+            "seg_mask_map50_95": _rounded(self.mask_map50_95),
+            "seg_box_map50_95": _rounded(self.box_map50_95),
             "seg_epochs": self.result.epochs,
             "seg_train_seconds": round(self.result.seconds, 1),
         }
@@ -355,6 +352,11 @@ def _best_row(result: TrainResult) -> dict[str, float]:
     return {k: float(v) for k, v in history.iloc[-1].items() if _is_number(v)}
 
 
+def _rounded(value: float) -> float | None:
+    """A figure for ``summary.json``: four decimals, NaN (nothing measured) as None."""
+    return round(value, 4) if math.isfinite(value) else None
+
+
 def _is_number(value: Any) -> bool:
     try:
         return math.isfinite(float(value))
@@ -398,14 +400,11 @@ class MaskScores:
     def summary(self) -> dict[str, float | int | None]:
         """The numbers for ``record_metrics`` (``seg_mask_`` prefix; NaN as None)."""
 
-        def number(value: float) -> float | None:
-            return round(value, 4) if math.isfinite(value) else None
-
         return {
-            "seg_mask_iou": number(self.iou),
-            "seg_mask_dice": number(self.dice),
-            "seg_mask_recall": number(self.recall),
-            "seg_mask_precision": number(self.precision),
+            "seg_mask_iou": _rounded(self.iou),
+            "seg_mask_dice": _rounded(self.dice),
+            "seg_mask_recall": _rounded(self.recall),
+            "seg_mask_precision": _rounded(self.precision),
         }
 
     def message(self) -> str:
@@ -598,41 +597,6 @@ def busiest_frame(
     return max(paths, key=objects)  # max keeps the first of equals
 
 
-def load_crop_classifier(checkpoint: str | os.PathLike) -> tuple[Any, tuple[str, ...]]:
-    """The crop classifier notebook 04 saved (:func:`tcv_helpers.model.classify.fit`).
-
-    The checkpoint holds only tensors, names and numbers, so it is read with
-    ``weights_only=True``: no pickled code can run, and no trust check is needed.
-
-    Args:
-        checkpoint: ``models/crop_classifier.pt``.
-
-    Returns:
-        ``(model, class names)``, the model in evaluation mode.
-
-    Raises:
-        FileNotFoundError: If the file does not exist.
-        ValueError: If it is not a :class:`~tcv_helpers.model.classify.SmallCNN` checkpoint.
-    """
-    import torch
-
-    from tcv_helpers.model.classify import SmallCNN
-
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: notebook 04 saves the crop classifier.")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        state, names = saved["state_dict"], tuple(saved["names"])
-        model = SmallCNN(len(names), width=int(state["features.0.weight"].shape[0]))
-        model.load_state_dict(state)
-    except (RuntimeError, KeyError, TypeError, ValueError, OSError) as exc:
-        raise ValueError(
-            f"{path} is not a crop classifier saved by notebook 04 ({type(exc).__name__}: {exc})."
-        ) from None
-    return model.eval(), names
-
-
 @dataclass
 class ThreeTasks:
     """What a classifier, a detector and a segmenter say about one frame.
@@ -764,7 +728,7 @@ def three_tasks(
             "(run it to see this panel)."
         )
     else:
-        model, class_names = load_crop_classifier(classifier)
+        model, class_names = classify.load_crop_classifier(classifier)
         n = len(boxes)
         images = np.zeros((n, 3, classify.CROP, classify.CROP), dtype=np.uint8)
         for i, box in enumerate(boxes.xyxy):
